@@ -1,0 +1,38 @@
+# reelsplit: two commands on a fresh Debian machine.
+#   make demo   installs everything (apt ffmpeg & co, a venv with pinned deps), makes demo reels, processes them
+#   make test   installs the same, runs the whole test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm
+DEMO   ?= demo
+
+.PHONY: demo test setup system clean-demo
+
+setup: system $(STAMP)
+
+system:
+	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
+	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m pipeline.demo $(DEMO)/drop/reel1_stereo.mov --seconds 30 --layout stereo --seed 1
+	$(PY) -m pipeline.demo $(DEMO)/drop/reel2_51.mkv --seconds 20 --layout 5.1 --seed 2
+	$(VENV)/bin/reelsplit run $(DEMO)/drop --out $(DEMO)/out --profile ebu-r128
+
+test: setup
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,126 @@
+"""The `reelsplit` command line: run, probe, profiles. The only place that turns errors into exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+from .logs import add_file_log, setup_console
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reelsplit", description="Split film reels into dialogue (DX) and M&E stems, "
+                                "normalized to a delivery profile.")
+    p.add_argument("--version", action="version", version=f"reelsplit {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (ffmpeg commands, tracebacks)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="process reels (files or drop folders) into stems and deliverables")
+    run.add_argument("inputs", nargs="+", type=Path, help="media files and/or folders of them")
+    run.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    run.add_argument("--profile", default="ebu-r128", help="delivery profile name or YAML path (default ebu-r128)")
+    run.add_argument("--model", default=None, help="auto | dfn3 | demucs name | .th/.safetensors file | repo folder "
+                     "(default: the config's, auto)")
+    run.add_argument("--config", type=Path, default=None, help="settings YAML (default configs/default.yaml)")
+    run.add_argument("--workers", type=int, default=1, help="files processed at once (default 1)")
+    run.add_argument("--stream", type=int, default=0, help="which audio stream of each file (default 0, the first)")
+    run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
+
+    probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
+    probe.add_argument("file", type=Path)
+    probe.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("profiles", help="list the delivery profiles")
+    return p
+
+
+def cmd_probe(args) -> int:
+    from pipeline.media import probe
+    info = probe(args.file)
+    if args.json:
+        print(json.dumps(asdict(info), default=str, indent=2))
+        return EXIT_OK
+    print(f"{info.path}: {info.container}, {info.duration_s:.3f} s, {info.size_bytes} bytes")
+    for v in info.video:
+        rate = f"{float(v.frame_rate):.3f} fps ({v.frame_rate})" if v.frame_rate else "unknown rate"
+        print(f"  video #{v.index}: {v.codec} {v.width}x{v.height}, {rate}")
+    for a in info.audio:
+        print(f"  audio #{a.index} (a:{a.audio_index}): {a.codec}, {a.channels} ch {a.layout}, {a.sample_rate} Hz"
+              f"{', ' + format(a.duration_s, '.3f') + ' s' if a.duration_s else ''}"
+              f"{', lang ' + a.language if a.language else ''}{', ' + repr(a.title) if a.title else ''}")
+    if not info.audio:
+        print("  no audio stream: reelsplit cannot process this file")
+    return EXIT_OK
+
+
+def cmd_profiles(args) -> int:
+    from pipeline.profiles import available, load_profile
+    print(f"{'name':<12} {'target':>9} {'tol':>6} {'ceiling':>9} {'rate':>7} {'bits':>4}  description")
+    for name in available():
+        p = load_profile(name)
+        rate = str(p.sample_rate) if p.sample_rate else "source"
+        print(f"{p.name:<12} {p.target_lufs:>5.1f} LUFS {p.tolerance_lu:>4.1f}LU {p.true_peak_dbtp:>5.1f} dBTP "
+              f"{rate:>7} {p.bit_depth:>4}  {p.description}")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from pipeline.config import Settings
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+
+    if args.workers < 1:
+        raise SystemExit("reelsplit: --workers must be at least 1")
+    settings = Settings.load(args.config)
+    profile = load_profile(args.profile)
+    spec = resolve(args.model or settings.separation.model)
+    print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
+          + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"
+             if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
+    from . import prefect_env
+    prefect_env.configure()
+    from .reel import run
+
+    out = args.out.expanduser().absolute()
+    add_file_log(out / "reports" / "reelsplit.log")
+    summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
+                  audio_stream=args.stream)
+    ok = sum(r.status == "ok" for r in summary.rows)
+    skipped = sum(r.status == "skipped" for r in summary.rows)
+    print(f"\nreelsplit: {ok} ok, {skipped} skipped, {summary.failed} failed")
+    for r in summary.rows:
+        if r.status == "failed":
+            print(f"  FAILED {r.file}: {r.stage}: {r.error}")
+        else:
+            out_lufs = f"{r.output_lufs:.1f} LUFS" if isinstance(r.output_lufs, float) and math.isfinite(r.output_lufs) else ""
+            print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}")
+    print(f"deliverables: {out}")
+    print(f"report (CSV):  {summary.csv}")
+    print(f"report (HTML): {summary.html}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_console(args.verbose)
+    try:
+        return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles}[args.command](args)
+    except PipelineError as exc:
+        where = f"{exc.path}: " if exc.path else ""
+        print(f"reelsplit: error: {where}{exc}", file=sys.stderr)
+        return EXIT_USAGE if args.command != "probe" else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("reelsplit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

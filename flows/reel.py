@@ -1,0 +1,84 @@
+"""The reel flow: every input file is one Prefect task run (probe → … → qc); the report is written last.
+
+Tasks run in a thread pool of `workers`; the model is loaded once per process and shared. Task caching is
+off: skipping finished work is decided by each title's manifest (content hash + profile + model + settings
++ code version), which survives across Prefect databases and machines.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.batch import discover
+from pipeline.config import Settings
+from pipeline.models import ModelSpec
+from pipeline.profiles import Profile
+from pipeline.report import ReportRow, write_reports
+
+from .steps import ReelJob, process_reel
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    rows: list[ReportRow]
+    csv: Path
+    html: Path
+    out: Path
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.rows)
+
+
+def set_torch_threads(workers: int) -> None:
+    """Split the cores between concurrent files so torch does not oversubscribe them."""
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+
+
+@task(name="process-reel", cache_policy=NO_CACHE, task_run_name="{job.title}")
+def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, force: bool) -> ReportRow:
+    logger = get_run_logger()
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+        logger.info(message)
+
+    return process_reel(job, spec, settings, profile, force=force, say=say)
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def report_task(rows: list[ReportRow], out: Path, run_id: str) -> tuple[Path, Path]:
+    return write_reports(rows, out / "reports", run_id)
+
+
+@flow(name="reelsplit-run")
+def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile,
+              workers: int = 1, force: bool = False, audio_stream: int = 0) -> RunSummary:
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    items = discover(inputs)
+    print(f"reelsplit: {len(items)} file(s), model {spec.label}, profile {profile.name}, out {out}")
+    jobs = [ReelJob(i.path, i.title, out / i.title, audio_stream) for i in items if not i.problem]
+    rows = [ReportRow(file=str(i.path), title=i.title, error=i.problem, stage="input", model=spec.name,
+                      profile=profile.name) for i in items if i.problem]
+    for row in rows:
+        print(f"[{row.title}] FAILED at input: {row.file}: {row.error}")
+    set_torch_threads(workers)
+    futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=force)
+    rows += [f.result() for f in futures]
+    csv, html = report_task(rows, out, run_id)
+    return RunSummary(rows, csv, html, out)
+
+
+def run(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile, *,
+        workers: int = 1, force: bool = False, audio_stream: int = 0) -> RunSummary:
+    """Run the flow with a thread pool of `workers` concurrent files."""
+    runner = ThreadPoolTaskRunner(max_workers=max(1, workers))
+    return reel_flow.with_options(task_runner=runner)(
+        inputs, out, spec, settings, profile, workers=workers, force=force, audio_stream=audio_stream)

@@ -1,0 +1,156 @@
+"""One reel through every stage: probe → extract → separate → cleanup → loudness → write → remux → qc.
+
+Plain Python over `pipeline` steps, so the flow (flows/reel.py) stays thin and tests can call it directly.
+A failure of any stage becomes that file's report row (status failed, the stage, one line of reason);
+it never stops the batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from pipeline import __version__, audio, cleanup, deliver, media, qc, remux
+from pipeline.config import Settings
+from pipeline.errors import PipelineError
+from pipeline.manifest import Manifest, cache_key, is_complete
+from pipeline.models import ModelSpec
+from pipeline.outputs import remove_partials, sha256_file
+from pipeline.profiles import Profile
+from pipeline.report import ReportRow
+from pipeline.separate import Separator, load_separator
+
+log = logging.getLogger("reelsplit")
+
+
+@dataclass(frozen=True)
+class ReelJob:
+    path: Path
+    title: str
+    out_dir: Path        # OUT/<title>/
+    audio_stream: int = 0
+
+
+def settings_digest(settings: Settings) -> str:
+    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+_separators: dict[tuple, Separator] = {}
+_separators_lock = threading.Lock()
+
+
+def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
+    """The separator for `spec`, loaded once per process and shared by every file (and worker thread)."""
+    key = (spec, settings_digest(settings))
+    with _separators_lock:
+        if key not in _separators:
+            _separators[key] = load_separator(spec, settings.separation, settings.stem_map)
+        return _separators[key]
+
+
+def ffmpeg_timeout(duration_s: float) -> float:
+    """Generous time limit for one ffmpeg pass over a file: a minute plus twice its duration."""
+    return 60.0 + 2.0 * max(duration_s, 0.0)
+
+
+def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, *,
+                 force: bool = False, say: Callable[[str], None] = print) -> ReportRow:
+    """Run every stage for one file; return its report row (ok, skipped or failed). Never raises
+    PipelineError: a failure is recorded in the row with the stage and a one-line reason."""
+    row = ReportRow(file=str(job.path), title=job.title, model=spec.name, profile=profile.name,
+                    target_lufs=profile.target_lufs, ceiling_dbtp=profile.true_peak_dbtp)
+    stage = "probe"
+    started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def timed(name: str):
+        nonlocal stage
+        stage = name
+        t0 = time.perf_counter()
+        yield
+        row.stage_seconds[name] = row.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+        say(f"[{job.title}] {name:<9} {row.stage_seconds[name]:7.2f} s")
+
+    try:
+        with timed("probe"):
+            info = media.probe(job.path)
+            stream = info.audio_stream(job.audio_stream)
+            layout = audio.check_layout(stream, job.path)
+            row.duration_s, row.sample_rate = info.duration_s, stream.sample_rate
+            row.channels, row.layout = stream.channels, layout
+            input_sha = sha256_file(job.path)
+            key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
+        done = None if force else is_complete(job.out_dir, key)
+        if done is not None:
+            say(f"[{job.title}] skipped: outputs are complete and current ({job.out_dir})")
+            skipped = ReportRow.from_flat(done.row)
+            skipped.status, skipped.file = "skipped", str(job.path)
+            return skipped
+        remove_partials(job.out_dir)
+        timeout = ffmpeg_timeout(info.duration_s)
+        with timed("extract"):
+            mix = audio.extract(job.path, stream, timeout=timeout)
+        rate = stream.sample_rate
+        with timed("separate"):
+            separation = get_separator(spec, settings).separate(mix, rate, layout)
+        with timed("cleanup"):
+            cleaned = cleanup.clean_dialogue(mix, separation, rate, method=settings.cleanup,
+                                             strength=profile.noise_reduction)
+        with timed("loudness"):
+            stems = {"DX": cleaned.dx, "ME": cleaned.me}
+            stems.update({k: v for k, v in (("MX", separation.mx), ("FX", separation.fx)) if v is not None})
+            delivered = deliver.deliver(mix, stems, rate, layout, profile)
+            row.input_lufs, row.gain_db = delivered.input.integrated_lufs, delivered.gain_db
+            row.limiter_db = delivered.limiter_db
+        del mix, separation, cleaned, stems
+        with timed("write"):
+            wavs = {}
+            for name, data in delivered.stems.items():
+                wavs[name] = audio.write_wav(
+                    job.out_dir / f"{job.title}_{name}.wav", data, rate, layout, bit_depth=profile.bit_depth,
+                    description=f"{job.title} {name} ({spec.name}, {profile.name})", timeout=timeout)
+        del delivered
+        outputs = list(wavs.values())
+        if info.has_video:
+            with timed("remux"):
+                _, suffix = remux.deliverable_container(job.path)
+                lang = stream.language or settings.language
+                tracks = [remux.Track(None, "Original mix", lang),
+                          remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", lang),
+                          remux.Track(wavs["DX"], "DX dialogue", lang),
+                          remux.Track(wavs["ME"], "M&E", "zxx")]
+                tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
+                           if k in wavs]
+                result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
+                                     bit_depth=profile.bit_depth, timeout=timeout)
+                row.deliverable = str(result.path)
+                outputs.append(result.path)
+        with timed("qc"):
+            checked = qc.check_stems(wavs, layout)
+            row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
+            row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
+            row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
+        row.status, row.stage = "ok", ""
+        row.total_s = time.perf_counter() - started
+        row.rtf = row.total_s / row.duration_s if row.duration_s and row.duration_s > 0 else math.nan
+        Manifest.build(key, job.path, input_sha, outputs, row.as_flat()).write(job.out_dir)
+        return row
+    except PipelineError as exc:
+        row.status, row.stage, row.error = "failed", stage, str(exc)
+    except OSError as exc:   # e.g. the file vanished or the disk filled between stages
+        row.status, row.stage, row.error = "failed", stage, f"{exc.strerror or exc}"
+    except Exception as exc:  # a bug: keep the batch going, keep the traceback in the log
+        log.exception("unexpected error in stage %s for %s", stage, job.path)
+        row.status, row.stage, row.error = "failed", stage, f"internal error: {type(exc).__name__}: {exc}"
+    row.error = " ".join(row.error.split())
+    row.total_s = time.perf_counter() - started
+    remove_partials(job.out_dir)
+    say(f"[{job.title}] FAILED at {row.stage}: {job.path}: {row.error}")
+    return row

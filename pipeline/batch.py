@@ -1,0 +1,56 @@
+"""Turn what the user named (files, drop folders) into a de-duplicated list of inputs with unique titles."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .media import MEDIA_SUFFIXES
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    path: Path          # as the user named it (absolute)
+    title: str          # output folder and file prefix, unique in the batch
+    problem: str = ""   # non-empty: fails without processing (the reason)
+
+
+def safe_title(stem: str) -> str:
+    """A file-system-safe title from a file stem: keeps letters, digits, unicode, `-_.`; no leading dash/dot."""
+    title = re.sub(r"[^\w.\-]+", "_", stem, flags=re.UNICODE).strip("._-")
+    return title[:120] or "reel"
+
+
+def discover(named: list[Path]) -> list[BatchItem]:
+    """Files named directly are taken whatever their suffix; folders contribute their media files (by
+    suffix, sorted, not recursive, hidden files skipped). The same file named twice is processed once."""
+    files: list[tuple[Path, str]] = []
+    for raw in named:
+        p = Path(raw).expanduser().absolute()
+        if p.is_dir():
+            found = sorted(c for c in p.iterdir()
+                           if c.is_file() and c.suffix.lower() in MEDIA_SUFFIXES and not c.name.startswith("."))
+            files += [(c, "") for c in found]
+        elif p.exists():
+            files.append((p, ""))
+        else:
+            files.append((p, "file not found"))
+    seen: set[Path] = set()
+    unique = []
+    for p, problem in files:
+        key = p.resolve() if p.exists() else p
+        if key not in seen:
+            seen.add(key)
+            unique.append((p, problem))
+    titles: dict[str, int] = {}
+    items = []
+    for p, problem in unique:
+        title = safe_title(p.stem)
+        if title.lower() in titles:   # REEL1.mov and REEL1.mxf: keep both, apart
+            title = f"{title}_{p.suffix.lstrip('.').lower() or 'file'}"
+            n = titles.get(title.lower(), 0)
+            if n:
+                title = f"{title}_{n + 1}"
+        titles[title.lower()] = titles.get(title.lower(), 0) + 1
+        items.append(BatchItem(p, title, problem))
+    return items

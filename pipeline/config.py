@@ -1,0 +1,123 @@
+"""Run settings from YAML (`configs/default.yaml`) as frozen, range-checked dataclasses.
+
+`check_range` / `check_choice` are the one validator every config and profile value goes through, so a bad
+value is always one ConfigError that names the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+# Which output stem each model stem belongs to. DX is dialogue; everything else ends up in M&E
+# (M&E itself is always recomputed as mix - DX so the stems null against the mix); MX/FX are kept as
+# separate deliverables only when the model really has music/effects stems.
+DEFAULT_STEM_MAP: dict[str, str] = {
+    "vocals": "DX", "dialogue": "DX", "speech": "DX",
+    "music": "MX", "effects": "FX", "sfx": "FX",
+    "drums": "ME", "bass": "ME", "other": "ME", "guitar": "ME", "piano": "ME",
+}
+STEM_TARGETS = ("DX", "MX", "FX", "ME")
+
+
+def check_range(value: Any, lo: float, hi: float, key: str, source: str | Path = "config") -> float:
+    """`value` as a float in [lo, hi], else ConfigError naming the key and the allowed range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} must be a number in [{lo}, {hi}], got {value!r}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise ConfigError(f"{source}: {key} must be in [{lo}, {hi}], got {value!r}")
+    return number
+
+
+def check_choice(value: Any, choices, key: str, source: str | Path = "config"):
+    if value not in choices:
+        allowed = ", ".join(str(c) for c in choices)
+        raise ConfigError(f"{source}: {key} must be one of {allowed}; got {value!r}")
+    return value
+
+
+def check_keys(data: Mapping, allowed, section: str, source: str | Path) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {section}{unknown[0]} (known: {', '.join(sorted(allowed))})")
+
+
+def load_yaml(path: Path) -> dict:
+    """A YAML mapping from `path`, or ConfigError saying why not."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})", path) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level", path)
+    return data
+
+
+@dataclass(frozen=True)
+class SeparationSettings:
+    """How the separation model runs. Demucs settings follow `demucs.apply.apply_model`'s arguments."""
+
+    model: str = "auto"              # auto | dfn3 | a demucs name | path to .th/.safetensors | repo folder
+    segment: float | None = None     # seconds per demucs forward; None = the model's own
+    overlap: float = 0.25            # fraction of overlap between demucs segments
+    shifts: int = 0                  # random time-shift averaging passes (demucs: better, slower)
+    split: bool = True
+    device: str = "cpu"              # cpu | cuda | auto
+    dfn3_atten_lim_db: float = 100.0  # DeepFilterNet3 max attenuation; lower keeps more ambience in DX
+
+
+@dataclass(frozen=True)
+class Settings:
+    separation: SeparationSettings = field(default_factory=SeparationSettings)
+    stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
+    cleanup: str = "noisereduce"     # noisereduce | none
+    language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
+
+    @staticmethod
+    def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
+        check_keys(data, {"separation", "stem_map", "cleanup", "language"}, "", source)
+        sep = dict(data.get("separation") or {})
+        check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
+        base = SeparationSettings()
+        segment = sep.get("segment", base.segment)
+        separation = SeparationSettings(
+            model=str(sep.get("model", base.model)),
+            segment=None if segment is None else check_range(segment, 1.0, 60.0, "separation.segment", source),
+            overlap=check_range(sep.get("overlap", base.overlap), 0.0, 0.9, "separation.overlap", source),
+            shifts=int(check_range(sep.get("shifts", base.shifts), 0, 20, "separation.shifts", source)),
+            split=bool(sep.get("split", base.split)),
+            device=check_choice(sep.get("device", base.device), ("cpu", "cuda", "auto"), "separation.device", source),
+            dfn3_atten_lim_db=check_range(sep.get("dfn3_atten_lim_db", base.dfn3_atten_lim_db), 0.0, 100.0,
+                                          "separation.dfn3_atten_lim_db", source),
+        )
+        stem_map = dict(DEFAULT_STEM_MAP)
+        for stem, target in (data.get("stem_map") or {}).items():
+            stem_map[str(stem)] = check_choice(target, STEM_TARGETS, f"stem_map.{stem}", source)
+        language = str(data.get("language", "und"))
+        if not (len(language) == 3 and language.isalpha() and language.islower()):
+            raise ConfigError(f"{source}: language must be a 3-letter ISO 639-2 code such as eng; got {language!r}")
+        return Settings(
+            separation=separation,
+            stem_map=stem_map,
+            cleanup=check_choice(data.get("cleanup", "noisereduce"), ("noisereduce", "none"), "cleanup", source),
+            language=language,
+        )
+
+    @staticmethod
+    def load(path: Path | None = None) -> "Settings":
+        path = Path(path) if path else DEFAULT_CONFIG
+        return Settings.from_dict(load_yaml(path), source=path)

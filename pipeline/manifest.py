@@ -1,0 +1,59 @@
+"""Per-title manifests: written last, they say an output folder is complete and what made it.
+
+A re-run skips a file whose manifest has the same cache key (input content hash + profile + model +
+settings + code version) and whose listed outputs are all present with their recorded sizes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .outputs import sha256_file, write_text_atomic
+
+MANIFEST = "manifest.json"
+
+
+def cache_key(input_sha256: str, profile_digest: str, model: str, settings_digest: str, code_version: str) -> str:
+    parts = "|".join([input_sha256, profile_digest, model, settings_digest, code_version])
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    key: str
+    input: str
+    input_sha256: str
+    outputs: dict[str, dict]      # file name → {"sha256": ..., "bytes": ...}
+    row: dict                     # the report row of the run that made it
+
+    @staticmethod
+    def build(key: str, input_path: Path, input_sha256: str, outputs: list[Path], row: dict) -> "Manifest":
+        files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in outputs}
+        return Manifest(key, str(input_path), input_sha256, files, row)
+
+    def write(self, folder: Path) -> Path:
+        path = folder / MANIFEST
+        write_text_atomic(path, json.dumps(asdict(self), indent=2, default=str))
+        return path
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_complete(folder: Path, key: str) -> Manifest | None:
+    """The manifest in `folder` if it matches `key` and every output it lists is there at its size."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.key != key:
+        return None
+    for name, meta in manifest.outputs.items():
+        p = folder / name
+        if not p.is_file() or p.stat().st_size != meta.get("bytes"):
+            return None
+    return manifest

@@ -1,0 +1,162 @@
+"""Probe a media file with ffprobe and describe it as frozen dataclasses (streams, layout, rate, frame rate)."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import FfmpegError, MediaError
+from .ffmpeg import run_json
+
+# Channel layouts reelsplit can separate, with the order its channels come in (ffmpeg's names).
+KNOWN_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "mono": ("FC",),
+    "stereo": ("FL", "FR"),
+    "5.1": ("FL", "FR", "FC", "LFE", "SL", "SR"),
+}
+# ffmpeg calls the same six channels "5.1(side)" when the surrounds are side channels; film uses them alike.
+LAYOUT_ALIASES = {"5.1(side)": "5.1", "1.0": "mono", "2.0": "stereo"}
+DEFAULT_LAYOUT = {1: "mono", 2: "stereo", 6: "5.1"}
+
+MEDIA_SUFFIXES = {
+    ".mov", ".mp4", ".m4v", ".mkv", ".mxf", ".avi", ".webm", ".mts", ".m2ts", ".ts",
+    ".wav", ".bwf", ".w64", ".rf64", ".flac", ".aif", ".aiff", ".mp3", ".m4a", ".ac3", ".eac3", ".opus", ".ogg",
+}
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int                 # absolute stream index in the file
+    audio_index: int           # position among the audio streams (ffmpeg's `a:N`)
+    codec: str
+    channels: int
+    layout: str                # normalised: "mono", "stereo", "5.1", or ffmpeg's own name / "unknown"
+    sample_rate: int           # Hz
+    duration_s: float | None
+    language: str | None
+    title: str | None
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    index: int
+    codec: str
+    width: int
+    height: int
+    frame_rate: Fraction | None   # frames per second (r_frame_rate), e.g. 24000/1001
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    container: str             # ffprobe format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    duration_s: float
+    size_bytes: int
+    audio: tuple[AudioStream, ...]
+    video: tuple[VideoStream, ...]
+
+    @property
+    def has_video(self) -> bool:
+        return bool(self.video)
+
+    def audio_stream(self, n: int = 0) -> AudioStream:
+        """The n-th audio stream, or MediaError naming what the file has."""
+        if not self.audio:
+            raise MediaError("no audio stream in the file", self.path)
+        if not 0 <= n < len(self.audio):
+            raise MediaError(f"audio stream {n} requested but the file has {len(self.audio)}", self.path)
+        return self.audio[n]
+
+
+def _fraction(text: str | None) -> Fraction | None:
+    try:
+        value = Fraction(text) if text else None
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value else None
+
+
+def _float(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def normalise_layout(layout: str | None, channels: int) -> str:
+    """ffmpeg's layout name mapped to ours; an unnamed layout gets the usual one for its channel count."""
+    if layout and layout != "unknown":
+        return LAYOUT_ALIASES.get(layout, layout)
+    return DEFAULT_LAYOUT.get(channels, "unknown")
+
+
+def parse_probe(data: dict, path: Path) -> MediaInfo:
+    """Turn ffprobe's `-show_streams -show_format` JSON into a MediaInfo (pure: no I/O)."""
+    fmt = data.get("format") or {}
+    audio, video = [], []
+    for stream in data.get("streams") or []:
+        kind = stream.get("codec_type")
+        tags = {str(k).lower(): v for k, v in (stream.get("tags") or {}).items()}
+        if kind == "audio":
+            channels = int(stream.get("channels") or 0)
+            rate = int(_float(stream.get("sample_rate")) or 0)
+            if channels <= 0 or rate <= 0:
+                continue  # a stream ffprobe could not decode parameters for is unusable
+            audio.append(
+                AudioStream(
+                    index=int(stream.get("index", len(audio))),
+                    audio_index=len(audio),
+                    codec=str(stream.get("codec_name", "unknown")),
+                    channels=channels,
+                    layout=normalise_layout(stream.get("channel_layout"), channels),
+                    sample_rate=rate,
+                    duration_s=_float(stream.get("duration")),
+                    language=tags.get("language"),
+                    title=tags.get("title") or tags.get("handler_name"),
+                )
+            )
+        elif kind == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
+            video.append(
+                VideoStream(
+                    index=int(stream.get("index", 0)),
+                    codec=str(stream.get("codec_name", "unknown")),
+                    width=int(stream.get("width") or 0),
+                    height=int(stream.get("height") or 0),
+                    frame_rate=_fraction(stream.get("r_frame_rate")) or _fraction(stream.get("avg_frame_rate")),
+                )
+            )
+    duration = _float(fmt.get("duration"))
+    if duration is None:
+        durations = [s.duration_s for s in audio if s.duration_s]
+        duration = max(durations) if durations else 0.0
+    return MediaInfo(
+        path=path,
+        container=str(fmt.get("format_name", "unknown")),
+        duration_s=duration,
+        size_bytes=int(_float(fmt.get("size")) or 0),
+        audio=tuple(audio),
+        video=tuple(video),
+    )
+
+
+def probe(path: Path) -> MediaInfo:
+    """Probe `path` with ffprobe. Raises MediaError for a file that is missing, unreadable or not media."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError("file not found", path)
+    if path.is_dir():
+        raise MediaError("is a directory, not a media file", path)
+    if not os.access(path, os.R_OK):
+        raise MediaError("permission denied (not readable)", path)
+    if path.stat().st_size == 0:
+        raise MediaError("file is empty (0 bytes)", path)
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
+           str(path.resolve())]
+    try:
+        data = run_json(cmd, path=path)
+    except FfmpegError as exc:
+        raise MediaError(f"not a readable media file ({exc.message})", path) from exc
+    return parse_probe(data, path)

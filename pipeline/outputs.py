@@ -1,0 +1,73 @@
+"""Outputs that are never half-written: temporary name in the same directory, fsync, rename, and checksums."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputError
+
+PARTIAL_MARK = ".partial-"
+
+
+def partial_name(final: Path) -> Path:
+    """The temporary sibling of `final` (same directory, so the rename is atomic); keeps the suffix."""
+    return final.with_name(f".{final.stem}{PARTIAL_MARK}{os.getpid()}{final.suffix}")
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it to `final`, else remove it."""
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {final.parent}: {exc.strerror}", final) from exc
+    tmp = partial_name(final)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError("the writer produced no file", final)
+        fsync_path(tmp)
+        os.replace(tmp, final)
+        fsync_path(final.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final.name}: {exc.strerror or exc}", final) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    with atomic_output(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_partials(folder: Path) -> int:
+    """Delete temporary files left in `folder` by an interrupted run; returns how many."""
+    count = 0
+    if folder.is_dir():
+        for p in folder.glob(f".*{PARTIAL_MARK}*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                count += 1
+    return count

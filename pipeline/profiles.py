@@ -1,0 +1,70 @@
+"""Delivery profiles: `configs/profiles/*.yaml` loaded into frozen, range-checked dataclasses."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import CONFIG_DIR, check_choice, check_keys, check_range, load_yaml
+from .errors import ConfigError
+
+PROFILE_DIR = CONFIG_DIR / "profiles"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A distributor's loudness spec. Levels in LUFS/LU, peaks in dBTP."""
+
+    name: str
+    description: str
+    measurement: str            # "programme": BS.1770 integrated loudness of the full mix
+    target_lufs: float
+    tolerance_lu: float
+    true_peak_dbtp: float       # ceiling no output may exceed (4x oversampled)
+    sample_rate: int | None     # None keeps the source rate (48 kHz film audio stays 48 kHz)
+    bit_depth: int              # of the WAV stems and the PCM tracks in deliverables
+    noise_reduction: float      # noisereduce prop_decrease on DX, 0 (off) .. 1 (full)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of every field: part of the cache key, so a changed profile re-runs files."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    @staticmethod
+    def from_dict(data: dict, source: str | Path) -> "Profile":
+        allowed = {"name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp",
+                   "sample_rate", "bit_depth", "noise_reduction"}
+        check_keys(data, allowed, "", source)
+        missing = [k for k in ("name", "target_lufs", "true_peak_dbtp") if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing key {missing[0]}", source)
+        rate = data.get("sample_rate")
+        return Profile(
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            measurement=check_choice(data.get("measurement", "programme"), ("programme",), "measurement", source),
+            target_lufs=check_range(data["target_lufs"], -40.0, -5.0, "target_lufs", source),
+            tolerance_lu=check_range(data.get("tolerance_lu", 1.0), 0.1, 5.0, "tolerance_lu", source),
+            true_peak_dbtp=check_range(data["true_peak_dbtp"], -12.0, 0.0, "true_peak_dbtp", source),
+            sample_rate=None if rate in (None, "source") else int(
+                check_choice(rate, (44100, 48000, 96000), "sample_rate", source)),
+            bit_depth=int(check_choice(data.get("bit_depth", 24), (16, 24, 32), "bit_depth", source)),
+            noise_reduction=check_range(data.get("noise_reduction", 0.5), 0.0, 1.0, "noise_reduction", source),
+        )
+
+
+def available(profile_dir: Path = PROFILE_DIR) -> dict[str, Path]:
+    """Profile names → their YAML files."""
+    return {p.stem: p for p in sorted(Path(profile_dir).glob("*.yaml"))}
+
+
+def load_profile(name_or_path: str | Path, profile_dir: Path = PROFILE_DIR) -> Profile:
+    """A profile by name (from `profile_dir`) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        known = available(profile_dir)
+        if str(name_or_path) not in known:
+            raise ConfigError(f"unknown profile {name_or_path!r} (known: {', '.join(known) or 'none'})")
+        path = known[str(name_or_path)]
+    return Profile.from_dict(load_yaml(path), source=path)

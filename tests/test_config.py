@@ -1,0 +1,70 @@
+"""Profiles and settings: YAML into range-checked dataclasses; a bad value is one error naming the key."""
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.profiles import available, load_profile
+
+
+def test_bundled_profiles_load():
+    names = available()
+    assert {"ebu-r128", "atsc-a85"} <= set(names)
+    ebu, atsc = load_profile("ebu-r128"), load_profile("atsc-a85")
+    assert (ebu.target_lufs, ebu.true_peak_dbtp) == (-23.0, -1.0)
+    assert (atsc.target_lufs, atsc.true_peak_dbtp) == (-24.0, -2.0)
+    assert ebu.sample_rate is None and ebu.bit_depth == 24   # source rate kept
+    assert ebu.digest != atsc.digest
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("target_lufs", 3, "target_lufs must be in [-40.0, -5.0]"),
+    ("true_peak_dbtp", 2.0, "true_peak_dbtp must be in [-12.0, 0.0]"),
+    ("bit_depth", 20, "bit_depth must be one of 16, 24, 32"),
+    ("noise_reduction", "lots", "noise_reduction must be a number"),
+    ("loudness", 1, "unknown key loudness"),
+])
+def test_bad_profile_value_names_key_and_range(tmp_path, key, value, fragment):
+    data = {"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, key: value}
+    path = tmp_path / "bad.yaml"
+    path.write_text("\n".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in data.items()))
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert fragment in str(info.value) and "bad.yaml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_profile_lists_known():
+    with pytest.raises(ConfigError, match="unknown profile 'nope'.*ebu-r128"):
+        load_profile("nope")
+
+
+def test_settings_defaults_and_ranges(tmp_path):
+    s = Settings.load()
+    assert s.separation.model == "auto" and s.stem_map["vocals"] == "DX" and s.stem_map["drums"] == "ME"
+    with pytest.raises(ConfigError, match="separation.overlap must be in"):
+        Settings.from_dict({"separation": {"overlap": 1.5}})
+    with pytest.raises(ConfigError, match="stem_map.vocals must be one of DX, MX, FX, ME"):
+        Settings.from_dict({"stem_map": {"vocals": "dialog"}})
+    with pytest.raises(ConfigError, match="language must be a 3-letter"):
+        Settings.from_dict({"language": "english"})
+
+
+def test_cli_bad_profile_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "loud.yaml"
+    bad.write_text("name: loud\ntarget_lufs: -50\ntrue_peak_dbtp: -1\n")
+    media = tmp_path / "x.wav"
+    media.write_bytes(b"")
+    proc = run_cli("run", media, "--out", tmp_path / "out", "--profile", bad, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "target_lufs must be in [-40.0, -5.0]" in lines[0] and "loud.yaml" in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_profiles_table():
+    proc = run_cli("profiles", timeout=60)
+    assert proc.returncode == 0
+    assert "ebu-r128" in proc.stdout and "-23.0 LUFS" in proc.stdout and "-2.0 dBTP" in proc.stdout

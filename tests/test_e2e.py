@@ -1,0 +1,160 @@
+"""The whole pipeline through the CLI, as a user runs it: a stereo .mov, a 5.1 .mkv, a hot audio-only file
+and two bad files in one batch; results checked with ffprobe and ffmpeg's own ebur128 meter."""
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from conftest import ffmpeg_ebur128, ffprobe, run_cli, si_sdr
+from pipeline.audio import write_wav
+from pipeline.demo import make_demo_reel
+
+pytestmark = pytest.mark.slow
+FRAME = 1 / 24
+
+
+def _hot_transients(path):
+    """Quiet programme with loud clicks: reaching -23 LUFS needs gain that would push peaks over -1 dBTP."""
+    rate, n = 48000, 48000 * 6
+    t = np.arange(n) / rate
+    x = 0.02 * np.sin(2 * np.pi * 300 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+    for k in range(1, 6):
+        x[k * rate: k * rate + 40] += 0.6 * np.hanning(40)
+    stereo = np.stack([x, 0.9 * x], axis=1).astype(np.float32)
+    return write_wav(path, stereo, rate, "stereo")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    drop = root / "drop"
+    stereo = make_demo_reel(drop / "reel 1.mov", seconds=8, layout="stereo", seed=11, write_stems=True)
+    surround = make_demo_reel(drop / "reel2.mkv", seconds=6, layout="5.1", seed=12)
+    hot = _hot_transients(drop / "hot.wav")
+    (drop / "broken.mov").write_bytes(b"\x00\x00\x00\x18ftypqt  " + bytes(range(256)) * 4)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=24:duration=2",
+                    "-c:v", "libx264", "-preset", "ultrafast", str(drop / "silent_picture.mp4")], check=True)
+    inputs = [stereo.path, surround.path, hot, drop / "broken.mov", drop / "silent_picture.mp4"]
+    before = {p: p.read_bytes() for p in inputs}
+    out = root / "out"
+    proc = run_cli("run", *inputs, "--out", out, "--profile", "ebu-r128")
+    return dict(root=root, out=out, proc=proc, stereo=stereo, surround=surround, inputs=inputs, before=before,
+                report=pd.read_csv(out / "reports" / "latest.csv").set_index("title"))
+
+
+def test_batch_exit_code_and_report_rows(batch):
+    proc, report = batch["proc"], batch["report"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr      # some files failed
+    assert "model dfn3" in proc.stdout                           # the model used is announced
+    assert list(report.loc[["reel_1", "reel2", "hot"], "status"]) == ["ok", "ok", "ok"]
+    assert report.loc["broken", "status"] == "failed" and "not a readable media file" in report.loc["broken", "error"]
+    assert report.loc["silent_picture", "status"] == "failed"
+    assert "no audio stream" in report.loc["silent_picture", "error"]
+    assert (report["model"] == "dfn3").all() and (report["profile"] == "ebu-r128").all()
+    for col in ("input_lufs", "output_lufs", "dx_lufs", "me_lufs", "true_peak_dbtp", "lra_lu",
+                "null_residual_dbfs", "gain_db", "separate_s", "total_s", "rtf"):
+        assert report.loc[["reel_1", "reel2", "hot"], col].notna().all(), col
+    assert "FAILED" in proc.stdout and "broken.mov" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert "report (HTML)" in proc.stdout and (batch["out"] / "reports" / "latest.html").is_file()
+
+
+def test_inputs_never_modified(batch):
+    for path, content in batch["before"].items():
+        assert path.read_bytes() == content
+
+
+def _audio_streams(path):
+    return [s for s in ffprobe(path)["streams"] if s["codec_type"] == "audio"]
+
+
+def test_stereo_mov_deliverable(batch):
+    mov = batch["out"] / "reel_1" / "reel_1.mov"
+    probe = ffprobe(mov)
+    video = [s for s in probe["streams"] if s["codec_type"] == "video"]
+    audio = _audio_streams(mov)
+    assert len(video) == 1 and video[0]["codec_name"] == "h264"
+    assert len(audio) == 4
+    assert [s["tags"]["handler_name"] for s in audio] == [
+        "Original mix", "Delivered mix (ebu-r128)", "DX dialogue", "M&E"]
+    assert [s["codec_name"] for s in audio] == ["pcm_s24le"] * 4
+    assert {s["sample_rate"] for s in audio} == {"48000"} and {s["channels"] for s in audio} == {2}
+    # ffmpeg 5.1's MOV muxer drops the ISO 639-2 code "zxx" (no linguistic content): M&E reads "und" there
+    assert audio[3]["tags"].get("language", "und") in ("zxx", "und")
+    for s in audio:
+        assert abs(float(s["duration"]) - batch["stereo"].seconds) <= FRAME
+    # the picture is copied untouched: same packets
+    src = subprocess.run(["ffmpeg", "-v", "error", "-i", str(batch["stereo"].path), "-map", "0:v", "-c", "copy",
+                          "-f", "md5", "-"], capture_output=True, text=True, check=True).stdout
+    dst = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mov), "-map", "0:v", "-c", "copy",
+                          "-f", "md5", "-"], capture_output=True, text=True, check=True).stdout
+    assert src == dst
+
+
+def test_5_1_mkv_deliverable_and_stems(batch):
+    mkv = batch["out"] / "reel2" / "reel2.mkv"
+    audio = _audio_streams(mkv)
+    assert len(audio) == 4 and {s["channels"] for s in audio} == {6}
+    assert [s["tags"]["title"] for s in audio] == ["Original mix", "Delivered mix (ebu-r128)", "DX dialogue", "M&E"]
+    assert audio[3]["tags"]["language"] == "zxx"
+    for stem in ("MIX", "DX", "ME"):
+        (s,) = _audio_streams(batch["out"] / "reel2" / f"reel2_{stem}.wav")
+        assert (s["codec_name"], s["sample_rate"], s["channels"], s["channel_layout"]) == ("pcm_s24le", "48000", 6, "5.1")
+        assert int(s["duration_ts"]) == 6 * 48000
+    dx, _ = sf.read(str(batch["out"] / "reel2" / "reel2_DX.wav"), always_2d=True)
+    assert np.all(dx[:, 3] == 0)        # LFE stays in M&E
+
+
+@pytest.mark.parametrize("title", ["reel_1", "reel2", "hot"])
+def test_delivered_loudness_and_true_peak_by_ffmpeg(batch, title):
+    """ffmpeg's ebur128 (independent of our meter): mix at -23 +-0.5 LUFS, every output under -1 dBTP."""
+    folder = batch["out"] / title
+    mix = ffmpeg_ebur128(folder / f"{title}_MIX.wav")
+    assert abs(mix["I"] - (-23.0)) <= 0.5, mix
+    for stem in ("MIX", "DX", "ME"):
+        assert ffmpeg_ebur128(folder / f"{title}_{stem}.wav")["TP"] <= -1.0, stem
+    row = batch["report"].loc[title]
+    assert abs(row["output_lufs"] - mix["I"]) <= 0.1
+
+
+def test_limiter_engaged_on_hot_input(batch):
+    row = batch["report"].loc["hot"]
+    assert row["gain_db"] > 10 and row["limiter_db"] > 0
+    assert row["true_peak_dbtp"] <= -1.0
+
+
+@pytest.mark.parametrize("title", ["reel_1", "reel2", "hot"])
+def test_null_test_dx_plus_me_is_the_mix(batch, title):
+    folder = batch["out"] / title
+    mix, _ = sf.read(str(folder / f"{title}_MIX.wav"), always_2d=True)
+    dx, _ = sf.read(str(folder / f"{title}_DX.wav"), always_2d=True)
+    me, _ = sf.read(str(folder / f"{title}_ME.wav"), always_2d=True)
+    residual_db = 20 * np.log10(np.abs(mix - (dx + me)).max() + 1e-20)
+    assert residual_db < -120            # 24-bit quantisation only
+    assert batch["report"].loc[title, "null_residual_dbfs"] < -120
+
+
+def test_delivered_dx_is_dialogue(batch):
+    """The DX stem is closer to the true dialogue than the mix is: separation really happened."""
+    truth, _ = sf.read(str(batch["stereo"].stems_dir / "dialogue.wav"), always_2d=True)
+    mix, _ = sf.read(str(batch["out"] / "reel_1" / "reel_1_MIX.wav"), always_2d=True)
+    dx, _ = sf.read(str(batch["out"] / "reel_1" / "reel_1_DX.wav"), always_2d=True)
+    assert si_sdr(truth, dx) > si_sdr(truth, mix) + 3
+
+
+def test_audio_only_input_gets_wav_stems_only(batch):
+    assert sorted(p.name for p in (batch["out"] / "hot").iterdir()) == [
+        "hot_DX.wav", "hot_ME.wav", "hot_MIX.wav", "manifest.json"]
+
+
+def test_rerun_skips_finished_files(batch):
+    out = batch["out"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*") if p.is_file() and p.parent.name != "reports"}
+    proc = run_cli("run", *batch["inputs"], "--out", out)
+    assert proc.returncode == 1
+    report = pd.read_csv(out / "reports" / "latest.csv").set_index("title")
+    assert list(report.loc[["reel_1", "reel2", "hot"], "status"]) == ["skipped"] * 3
+    assert proc.stdout.count("skipped: outputs are complete and current") == 3
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not list(out.glob("*/.*partial*"))

@@ -1,0 +1,60 @@
+"""The Prefect flow in-process (Prefect's test harness), with a small demucs-format model and 2 workers."""
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from conftest import run_cli
+from pipeline.audio import write_wav
+from pipeline.config import Settings
+from pipeline.models import resolve
+from pipeline.profiles import load_profile
+from tiny_demucs import write_tiny_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _tone_and_noise(path, seconds, channels, layout, seed):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 48000)
+    t = np.arange(n) / 48000
+    x = 0.05 * rng.standard_normal((n, channels)) + 0.1 * np.sin(2 * np.pi * 220 * t)[:, None]
+    return write_wav(path, x.astype(np.float32), 48000, layout)
+
+
+def test_flow_with_demucs_model_and_two_workers(harness, tmp_path):
+    from flows.reel import run
+
+    model = write_tiny_model(tmp_path / "models", name="tiny_dme")
+    inputs = [_tone_and_noise(tmp_path / "in" / f"r{i}.wav", 3, 2, "stereo", i) for i in range(2)]
+    inputs.append(_tone_and_noise(tmp_path / "in" / "surround.wav", 2, 6, "5.1", 9))
+    spec = resolve(str(model))
+    summary = run(inputs, tmp_path / "out", spec, Settings.load(), load_profile("atsc-a85"), workers=2)
+    assert summary.failed == 0
+    assert [r.status for r in summary.rows] == ["ok"] * 3
+    for row in summary.rows:
+        assert row.model == model.stem and row.profile == "atsc-a85"
+        assert abs(row.output_lufs - (-24.0)) <= 0.5 and row.true_peak_dbtp <= -2.0
+        folder = tmp_path / "out" / row.title
+        names = sorted(p.name for p in folder.glob("*.wav"))
+        assert names == sorted(f"{row.title}_{s}.wav" for s in ("MIX", "DX", "ME", "MX", "FX"))
+        with sf.SoundFile(str(folder / f"{row.title}_DX.wav")) as f:
+            assert f.frames == int(row.duration_s * 48000) and f.subtype == "PCM_24"
+    report = pd.read_csv(summary.csv)
+    assert len(report) == 3 and set(report["model"]) == {model.stem}
+
+
+def test_cli_probe(tmp_path):
+    path = _tone_and_noise(tmp_path / "p.wav", 1, 6, "5.1", 1)
+    proc = run_cli("probe", path, timeout=60)
+    assert proc.returncode == 0
+    assert "pcm_s24le, 6 ch 5.1, 48000 Hz" in proc.stdout
+    proc = run_cli("probe", tmp_path / "nothing.mov", timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith("nothing.mov: file not found")

@@ -98,6 +98,9 @@ def test_5_1_mkv_deliverable_and_stems(batch):
     assert len(audio) == 4 and {s["channels"] for s in audio} == {6}
     assert [s["tags"]["title"] for s in audio] == ["Original mix", "Delivered mix (ebu-r128)", "DX dialogue", "M&E"]
     assert audio[3]["tags"]["language"] == "zxx"
+    for s in audio:   # Matroska keeps per-track durations as tags, e.g. "00:00:06.000000000"
+        h, m, sec = s["tags"]["DURATION"].split(":")
+        assert abs(int(h) * 3600 + int(m) * 60 + float(sec) - batch["surround"].seconds) <= FRAME
     for stem in ("MIX", "DX", "ME"):
         (s,) = _audio_streams(batch["out"] / "reel2" / f"reel2_{stem}.wav")
         assert (s["codec_name"], s["sample_rate"], s["channels"], s["channel_layout"]) == ("pcm_s24le", "48000", 6, "5.1")

@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("profiles", help="list the delivery profiles")
+
+    models = sub.add_parser("models", help="separation models usable on this machine")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="models usable locally (bundled dfn3 and the user's model repo)")
+    inst = msub.add_parser("install", help="copy a demucs .th/.safetensors file into the model repo, verified")
+    inst.add_argument("file", type=Path)
+    inst.add_argument("--name", default=None, help="install under this name (default: the file's)")
+    minfo = msub.add_parser("info", help="details of one model spec")
+    minfo.add_argument("spec")
     return p
 
 
@@ -69,6 +78,32 @@ def cmd_profiles(args) -> int:
         rate = str(p.sample_rate) if p.sample_rate else "source"
         print(f"{p.name:<12} {p.target_lufs:>5.1f} LUFS {p.tolerance_lu:>4.1f}LU {p.true_peak_dbtp:>5.1f} dBTP "
               f"{rate:>7} {p.bit_depth:>4}  {p.description}")
+    return EXIT_OK
+
+
+def _fmt_info(m) -> str:
+    params = f"{m.parameters / 1e6:.2f} M" if m.parameters else "-"
+    check = {True: "ok", False: "MISMATCH", None: "-"}[m.checksum_ok]
+    return (f"{m.name:<16} {m.backend:<7} {m.source:<9} {','.join(m.stems) or '?':<24} {m.sample_rate or '-':>6} "
+            f"{params:>9} {m.size_bytes / 1e6:>8.1f} MB  {check:<8} {m.path or ''}")
+
+
+def cmd_models(args) -> int:
+    from pipeline import models
+    header = f"{'name':<16} {'backend':<7} {'source':<9} {'stems':<24} {'rate':>6} {'params':>9} {'size':>11}  {'checksum':<8} path"
+    if args.models_command == "list":
+        print(f"model repo: {models.user_model_repo()}")
+        print(header)
+        rows = models.list_local()
+        for m in rows:
+            print(_fmt_info(m))
+        return EXIT_FAILED if any(m.checksum_ok is False for m in rows) else EXIT_OK
+    if args.models_command == "install":
+        target = models.install(args.file, name=args.name)
+        print(f"installed {args.file} as {target} (checksum verified)")
+        return EXIT_OK
+    print(header)
+    print(_fmt_info(models.info(models.resolve(args.spec))))
     return EXIT_OK
 
 
@@ -112,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_console(args.verbose)
     try:
-        return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles}[args.command](args)
+        return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models}[args.command](args)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"reelsplit: error: {where}{exc}", file=sys.stderr)

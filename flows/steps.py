@@ -64,7 +64,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
                  force: bool = False, say: Callable[[str], None] = print) -> ReportRow:
     """Run every stage for one file; return its report row (ok, skipped or failed). Never raises
     PipelineError: a failure is recorded in the row with the stage and a one-line reason."""
-    row = ReportRow(file=str(job.path), title=job.title, model=spec.name, profile=profile.name,
+    row = ReportRow(file=str(job.path), title=job.title, model=spec.name, cleanup=settings.cleanup, profile=profile.name,
                     target_lufs=profile.target_lufs, ceiling_dbtp=profile.true_peak_dbtp)
     stage = "probe"
     started = time.perf_counter()

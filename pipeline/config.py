@@ -84,7 +84,7 @@ class SeparationSettings:
 class Settings:
     separation: SeparationSettings = field(default_factory=SeparationSettings)
     stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
-    cleanup: str = "noisereduce"     # noisereduce | none
+    cleanup: str = "noisereduce"     # noisereduce | dfn3 | none
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
 
     @staticmethod
@@ -113,7 +113,7 @@ class Settings:
         return Settings(
             separation=separation,
             stem_map=stem_map,
-            cleanup=check_choice(data.get("cleanup", "noisereduce"), ("noisereduce", "none"), "cleanup", source),
+            cleanup=check_choice(data.get("cleanup", "noisereduce"), ("noisereduce", "dfn3", "none"), "cleanup", source),
             language=language,
         )
 

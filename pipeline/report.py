@@ -27,6 +27,7 @@ class ReportRow:
     channels: int = 0
     layout: str = ""
     model: str = ""
+    cleanup: str = ""
     profile: str = ""
     input_lufs: float = math.nan
     output_lufs: float = math.nan

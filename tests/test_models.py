@@ -49,3 +49,54 @@ def test_cli_explicit_missing_model_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "htdemucs" in lines[0] and "--model dfn3" in lines[0]
+
+
+def test_install_list_info_round_trip(tmp_path, offline_env):
+    """`models install` copies a weights file into the repo under its checksum name; `list` verifies it;
+    a tampered copy is reported, and `--model NAME` then resolves from the repo."""
+    from pipeline.models import install, list_local, repo_entries, user_model_repo
+
+    repo = tmp_path / "repo"
+    src = write_tiny_model(tmp_path / "src", name="studio_dx")
+    target = install(src, repo=repo)
+    assert target.parent == repo and target.name == src.name   # same content, same checksum name
+    assert src.read_bytes() == target.read_bytes()
+    (entry,) = [m for m in list_local(repo) if m.name == "studio_dx"]
+    assert entry.checksum_ok is True and entry.stems == ("dialogue", "music", "effects") and entry.parameters > 0
+    with pytest.raises(ModelError, match="already installed"):
+        install(write_tiny_model(tmp_path / "other", name="studio_dx", seed=1), repo=repo)
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF
+    target.write_bytes(bytes(data))
+    (entry,) = [m for m in list_local(repo) if m.name == "studio_dx"]
+    assert entry.checksum_ok is False
+    assert set(repo_entries(repo)) == {"studio_dx"} and user_model_repo() != repo
+
+
+def test_cli_models_install_then_run_by_name(tmp_path, offline_env):
+    src = write_tiny_model(tmp_path / "src", name="cli_dme")
+    proc = run_cli("models", "install", src, "--name", "cli_dme", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    installed = offline_env / "models" / src.name
+    try:
+        assert installed.is_file()
+        listing = run_cli("models", "list", timeout=120)
+        assert listing.returncode == 0
+        line = next(l for l in listing.stdout.splitlines() if l.startswith("cli_dme"))
+        assert "dialogue,music,effects" in line and " ok " in line
+        assert any(l.startswith("dfn3") for l in listing.stdout.splitlines())
+        info = run_cli("models", "info", "cli_dme", timeout=120)
+        assert info.returncode == 0 and "44100" in info.stdout
+    finally:
+        installed.unlink(missing_ok=True)
+
+
+def test_checksum_mismatch_in_a_named_file_is_refused(tmp_path):
+    from pipeline.models import load_demucs
+
+    path = write_tiny_model(tmp_path, name="tampered")
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_demucs(resolve(str(path)))

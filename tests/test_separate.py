@@ -88,3 +88,17 @@ def test_dfn3_separates_dialogue_better_than_the_mixture(tmp_path):
     base, got = si_sdr(truth, mix), si_sdr(truth, out.dx)
     assert got > base + 3.0, (base, got)
     assert np.abs(mix - (out.dx + out.me)).max() < 1e-6
+
+
+def test_dfn3_cleanup_after_demucs_keeps_the_null(tmp_path):
+    """`cleanup: dfn3` runs DFN3 over a Demucs DX: noise-only dialogue is mostly removed, into M&E."""
+    from pipeline.cleanup import clean_dialogue
+    from pipeline.separate import Separation
+
+    mix = _noise(2.0, 2, seed=4)
+    dx = 0.5 * mix
+    sep = Separation(dx=dx, me=mix - dx, mx=None, fx=None, model="x", seconds=0.0)
+    out = clean_dialogue(mix, sep, RATE, method="dfn3")
+    assert out.method == "dfn3" and out.dx.shape == mix.shape
+    assert np.sqrt(np.mean(out.dx ** 2)) < 0.3 * np.sqrt(np.mean(dx ** 2))   # noise is not dialogue
+    assert np.abs(mix - (out.dx + out.me)).max() < 1e-6

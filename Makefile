@@ -5,7 +5,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm
+APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
+                asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound
 DEMO   ?= demo
 
 .PHONY: demo test setup system clean-demo
@@ -14,7 +15,8 @@ setup: system $(STAMP)
 
 system:
 	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
-	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -d /usr/share/asterisk/sounds/en ] \
+	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ]; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi

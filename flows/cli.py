@@ -48,6 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--name", default=None, help="install under this name (default: the file's)")
     minfo = msub.add_parser("info", help="details of one model spec")
     minfo.add_argument("spec")
+
+    train = sub.add_parser("train", help="train or fine-tune a demucs dialogue/music/effects model on your stems")
+    train.add_argument("--stems", type=Path, required=True,
+                       help="folder with dialogue/, music/, effects/ WAVs (or a corpus with train/)")
+    train.add_argument("--out", type=Path, required=True, help="output folder (a demucs repo; resumes from it)")
+    train.add_argument("--name", default="dme-small", help="model name (default dme-small)")
+    train.add_argument("--init", default=None, help="fine-tune from this model spec instead of training from scratch")
+    train.add_argument("--minutes", type=float, default=None, help="wall-time budget")
+    train.add_argument("--steps", type=int, default=None, help="step budget")
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--eval", type=Path, default=None, help="held-out stems folder for the final validation")
+
+    corpus = sub.add_parser("corpus", help="training corpora")
+    csub = corpus.add_subparsers(dest="corpus_command", required=True)
+    build = csub.add_parser("build", help="build a corpus (train/ and held-out eval/) from installable material")
+    build.add_argument("dir", type=Path)
+    build.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train/")
+    build.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -107,6 +125,27 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from pipeline.train import train
+    if args.minutes is None and args.steps is None:
+        raise SystemExit("reelsplit: train needs --minutes or --steps")
+    result = train(args.stems, args.out, name=args.name, init=args.init, minutes=args.minutes, steps=args.steps,
+                   device=args.device, progress=sys.stderr.isatty(), eval_dir=args.eval)
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s (resumed from step {result.resumed_from}); "
+          f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
+    for source, scores in result.validation.items():
+        print(f"  {source}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    print(f"model: {result.model_path}\nsafetensors: {result.safetensors_path}")
+    return EXIT_OK
+
+
+def cmd_corpus(args) -> int:
+    from pipeline.corpus import build_corpus, format_summary
+    summary = build_corpus(args.dir, minutes=args.minutes, seed=args.seed, progress=lambda m: print(m, flush=True))
+    print(format_summary(summary))
+    return EXIT_OK
+
+
 def cmd_run(args) -> int:
     from pipeline.config import Settings
     from pipeline.models import resolve
@@ -147,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_console(args.verbose)
     try:
-        return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models}[args.command](args)
+        return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models,
+                "train": cmd_train, "corpus": cmd_corpus}[args.command](args)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"reelsplit: error: {where}{exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ import csv
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,9 @@ def methods(model_specs: list[str]) -> dict[str, callable]:
         return dx, mix - dx
     out["noisereduce alone"] = noisereduce_only
     dfn3 = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), settings)
-    out["dfn3"] = lambda mix: _pair(dfn3.separate(mix, RATE, "stereo"))
+    out["dfn3 (default: mid + pan)"] = lambda mix: _pair(dfn3.separate(mix, RATE, "stereo"))
+    per_channel = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), replace(settings, dfn3_pairs="channels"))
+    out["dfn3 per channel"] = lambda mix: _pair(per_channel.separate(mix, RATE, "stereo"))
     specs = [resolve(s) for s in model_specs]
     specs += [ModelSpec("demucs", name, "repo" if p.suffix != ".safetensors" else "file",
                         user_model_repo() if p.suffix != ".safetensors" else p)

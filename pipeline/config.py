@@ -78,6 +78,7 @@ class SeparationSettings:
     split: bool = True
     device: str = "cpu"              # cpu | cuda | auto
     dfn3_atten_lim_db: float = 100.0  # DeepFilterNet3 max attenuation; lower keeps more ambience in DX
+    dfn3_pairs: str = "mid"          # stereo pairs: "mid" (DFN3 of L+R, placed back by pan) or "channels"
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class Settings:
             device=check_choice(sep.get("device", base.device), ("cpu", "cuda", "auto"), "separation.device", source),
             dfn3_atten_lim_db=check_range(sep.get("dfn3_atten_lim_db", base.dfn3_atten_lim_db), 0.0, 100.0,
                                           "separation.dfn3_atten_lim_db", source),
+            dfn3_pairs=check_choice(sep.get("dfn3_pairs", base.dfn3_pairs), ("mid", "channels"),
+                                    "separation.dfn3_pairs", source),
         )
         stem_map = dict(DEFAULT_STEM_MAP)
         for stem, target in (data.get("stem_map") or {}).items():

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -528,7 +529,7 @@ def _load_checkpoint(path: Path) -> dict:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)   # our own file, in the out dir
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise ModelError(f"cannot read checkpoint {path}: {exc}; delete it to start over", path) from exc
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         raise ModelError(f"{path} is not a reelsplit training checkpoint (version {CHECKPOINT_VERSION}); "
@@ -778,6 +779,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--loss", choices=("l1", "l1+sisdr"), default=d.loss)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
+    ap.add_argument("--threads", type=int, help="CPU threads for torch (1 is faster when the cores are shared)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -787,6 +789,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     try:
         config = TrainConfig(segment_s=args.segment, batch_size=args.batch_size, lr=args.lr,
                              channels=args.channels, depth=args.depth, t_layers=args.t_layers, nfft=args.nfft,

@@ -102,3 +102,16 @@ def test_dfn3_cleanup_after_demucs_keeps_the_null(tmp_path):
     assert out.method == "dfn3" and out.dx.shape == mix.shape
     assert np.sqrt(np.mean(out.dx ** 2)) < 0.3 * np.sqrt(np.mean(dx ** 2))   # noise is not dialogue
     assert np.abs(mix - (out.dx + out.me)).max() < 1e-6
+
+
+def test_dfn3_pair_follows_the_dialogue_pan():
+    """Dialogue panned 80/20 comes back in DX with about that balance (the mid estimate is placed by pan)."""
+    dialogue, music, _, _ = render_sources(6.0, RATE, seed=7)
+    n = dialogue.shape[0]
+    left_heavy = dialogue[:, :1] * np.array([[1.6, 0.4]], np.float32)
+    bed = music[:n] * np.sqrt(np.mean(left_heavy ** 2) / np.mean(music[:n] ** 2))   # dialogue at 0 dB against music
+    mix = left_heavy + bed
+    out = Dfn3Separator(SeparationSettings()).separate(mix, RATE, "stereo")
+    ratio_db = 20 * np.log10(np.sqrt(np.mean(out.dx[:, 0] ** 2) / np.mean(out.dx[:, 1] ** 2)))
+    assert 9.0 < ratio_db < 15.0          # 1.6 / 0.4 = 12.0 dB
+    assert si_sdr(left_heavy, out.dx) > si_sdr(left_heavy, mix) + 3

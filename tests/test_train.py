@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from pipeline.errors import ConfigError, ModelError
+from pipeline.models import resolve
 from pipeline.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, global_sdr, load_stems, main,
                             make_mixtures, si_sdr, train, validate)
 
@@ -76,6 +77,15 @@ def write_synthetic_stems(folder: Path, files: int = 3, seconds: float = 4.0, se
     return folder
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and one thread degrades gracefully on shared cores."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="module")
 def stems(tmp_path_factory) -> Path:
     return write_synthetic_stems(tmp_path_factory.mktemp("stems"))
@@ -101,6 +111,7 @@ def test_outputs_load_with_demucs_and_agree(trained):
     assert result.model_path.parent == out and result.model_path.name.startswith("dme-tiny-")
     assert len(result.model_path.stem.rsplit("-", 1)[1]) == 8
     from_th = get_model("dme-tiny", repo=out)
+    assert resolve(str(out)).name == "dme-tiny"      # the checkpoint does not make the folder ambiguous
     from_st = load_safetensors_model(result.safetensors_path)
     for model in (from_th, from_st):
         assert list(model.sources) == list(SOURCES)
@@ -162,7 +173,7 @@ def test_resume_refuses_another_network(trained, stems, tmp_path):
 
 def test_fine_tune_starts_from_init_weights(trained, stems, tmp_path):
     src, first = trained
-    tuned = train(stems, tmp_path / "tuned", name="dme-tuned", config=TINY, init=str(first.model_path),
+    tuned = train(stems, tmp_path / "tuned", name="dme-tuned", config=TINY, init=str(src),   # the repo folder
                   steps=6, device="cpu", progress=False)
     assert tuned.resumed_from == 0 and tuned.steps == 6
     # same seed → same first batches: the fine-tune starts where the first run ended, not from scratch
@@ -193,6 +204,25 @@ def test_train_subfolder_layout_and_validate(stems, tmp_path):
     assert scores["dialogue"]["sdr"] == pytest.approx(scores["dialogue"]["sdr_mix"], abs=0.01)
     for source in ("music", "effects"):
         assert scores[source]["sdr"] == pytest.approx(0.0, abs=0.01)      # Σs² / Σ(s − 0)²
+
+
+def test_sampler_augmentations(stems):
+    import dataclasses
+
+    from pipeline.train import MixtureSampler
+
+    pool = load_stems(stems, 44100)
+    silent = MixtureSampler(pool, dataclasses.replace(TINY, p_silent_dialogue=1.0, p_silent_effects=1.0),
+                            np.random.default_rng(0)).batch(3)
+    assert silent.shape == (3, 3, 2, 44100) and silent.dtype == np.float32
+    assert not silent[:, 0].any() and not silent[:, 2].any() and silent[:, 1].any()
+    wet = MixtureSampler(pool, dataclasses.replace(TINY, p_reverb=1.0, p_silent_dialogue=0.0,
+                                                   dialogue_db=(0.0, 0.0), balance_db=(0.0, 0.0)),
+                         np.random.default_rng(0)).batch(8)
+    assert np.isfinite(wet).all() and wet[:, 0].any(axis=(1, 2)).all()
+    rms = np.sqrt((wet ** 2).mean(axis=(2, 3)))                 # (examples, sources)
+    # dialogue at 0 dB against M&E, on average over crops (their own levels vary around the file's)
+    assert 0.25 < np.median(rms[:, 0] / np.sqrt(rms[:, 1] ** 2 + rms[:, 2] ** 2)) < 4
 
 
 def test_metrics_on_known_signals():
@@ -242,7 +272,7 @@ def test_cli_reports_errors_and_trains(stems, tmp_path, capsys):
     assert "stems folder not found" in capsys.readouterr().err
     args = ["--stems", str(stems), "--out", str(tmp_path / "cli"), "--steps", "3", "--device", "cpu",
             "--segment", "1", "--batch-size", "1", "--channels", "8", "--depth", "2", "--t-layers", "0",
-            "--nfft", "1024", "--loss", "l1+sisdr", "--no-progress", "--name", "cli"]
+            "--nfft", "1024", "--loss", "l1+sisdr", "--no-progress", "--name", "cli", "--threads", "1"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "model:" in printed and "dialogue" in printed

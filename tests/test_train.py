@@ -13,8 +13,8 @@ import torch
 
 from pipeline.errors import ConfigError, ModelError
 from pipeline.models import resolve
-from pipeline.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, global_sdr, load_stems, main,
-                            make_mixtures, si_sdr, train, validate)
+from pipeline.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, default_eval_dir, global_sdr,
+                            load_stems, main, make_mixtures, si_sdr, train, validate)
 
 RATE = 48000
 
@@ -160,6 +160,16 @@ def test_resume_continues_the_run(trained, stems, tmp_path):
     assert len(list(out.glob("dme-tiny-*.th"))) == 1
 
 
+def test_resume_is_seamless(stems, tmp_path):
+    """Stopping at step 6 and resuming to 9 gives the losses of one uninterrupted 9-step run (same data,
+    same optimizer state, same RNG)."""
+    for steps in (6, 9):
+        train(stems, tmp_path / "split", config=TINY, steps=steps, device="cpu", progress=False)
+    train(stems, tmp_path / "whole", config=TINY, steps=9, device="cpu", progress=False)
+    split, whole = (_log_rows(tmp_path / k / LOG_NAME) for k in ("split", "whole"))
+    assert [float(r["loss"]) for r in split] == pytest.approx([float(r["loss"]) for r in whole], rel=1e-3)
+
+
 def test_resume_refuses_another_network(trained, stems, tmp_path):
     import dataclasses
     import shutil
@@ -186,6 +196,9 @@ def test_train_subfolder_layout_and_validate(stems, tmp_path):
     (tmp_path / "corpus" / "train").symlink_to(stems, target_is_directory=True)
     pool = load_stems(tmp_path / "corpus", 44100)
     assert pool.root == tmp_path / "corpus" / "train"
+    assert default_eval_dir(tmp_path / "corpus") is None
+    (tmp_path / "corpus" / "eval").symlink_to(stems, target_is_directory=True)
+    assert default_eval_dir(tmp_path / "corpus") == tmp_path / "corpus" / "eval"   # pipeline.corpus's split
     assert all(len(pool.audio[s]) == 3 and pool.audio[s][0].shape == (2, 4 * 44100) for s in SOURCES)
     examples = make_mixtures(pool, TINY, 3, seed=5)
     again = make_mixtures(pool, TINY, 3, seed=5)
@@ -247,6 +260,21 @@ def test_missing_source_folder_is_a_clear_error(stems, tmp_path):
         train(bad, tmp_path / "out", config=TINY, steps=1, device="cpu", progress=False)
     with pytest.raises(ConfigError, match="holds no dialogue"):
         train(tmp_path / "out", tmp_path / "out2", config=TINY, steps=1, device="cpu", progress=False)
+
+
+def test_init_from_another_dme_model_takes_the_training_segment(stems, tmp_path):
+    from demucs.hf import load_safetensors_model
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_demucs import write_tiny_model
+
+    other = write_tiny_model(tmp_path / "repo", "tiny_dme")          # segment 4 s, sources in our order
+    result = train(stems, tmp_path / "out", name="tuned", config=TINY, init=str(other), steps=2, device="cpu",
+                   progress=False)
+    model = load_safetensors_model(result.safetensors_path)
+    assert model.segment == 1 and model.nfft == 1024 and list(model.sources) == list(SOURCES)
+    package = torch.load(result.model_path, map_location="cpu", weights_only=False)
+    assert package["training_args"]["init"] == str(other)
 
 
 def test_init_with_other_sources_is_refused(stems, tmp_path):

@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=None, help="step budget")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     train.add_argument("--eval", type=Path, default=None, help="held-out stems folder for the final validation")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (1 is faster when another job shares the cores)")
 
     corpus = sub.add_parser("corpus", help="training corpora")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
@@ -129,6 +131,9 @@ def cmd_train(args) -> int:
     from pipeline.train import train
     if args.minutes is None and args.steps is None:
         raise SystemExit("reelsplit: train needs --minutes or --steps")
+    if args.threads:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     result = train(args.stems, args.out, name=args.name, init=args.init, minutes=args.minutes, steps=args.steps,
                    device=args.device, progress=sys.stderr.isatty(), eval_dir=args.eval)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (resumed from step {result.resumed_from}); "

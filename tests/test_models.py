@@ -100,3 +100,34 @@ def test_checksum_mismatch_in_a_named_file_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="checksum mismatch"):
         load_demucs(resolve(str(path)))
+
+
+def test_safetensors_install_and_resolve_by_name(tmp_path, offline_env, monkeypatch):
+    """What the project writes is safetensors: installed under its checksum name, found by name, loaded by
+    demucs.hf.load_safetensors_model, and identical in output to the .th package of the same weights."""
+    import numpy as np
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    from pipeline.config import SeparationSettings
+    from pipeline.models import install, load_demucs
+    from pipeline.separate import load_separator
+    from pipeline.train import float32_state, write_safetensors
+    from tiny_demucs import TINY_KWARGS
+
+    torch.manual_seed(0)
+    model = HTDemucs(sources=["dialogue", "music", "effects"], **TINY_KWARGS)
+    args, kwargs = model._init_args_kwargs
+    st = write_safetensors(tmp_path / "studio.safetensors", HTDemucs, args, kwargs, float32_state(model))
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("REELSPLIT_MODEL_REPO", str(repo))
+    target = install(st)
+    assert target.suffix == ".safetensors" and target.stem.startswith("studio-")
+    spec = resolve("studio")
+    assert (spec.source, spec.path) == ("file", target)
+    assert load_demucs(spec).sources == ["dialogue", "music", "effects"]
+    mix = (0.1 * np.random.default_rng(0).standard_normal((48000, 2))).astype(np.float32)
+    a = load_separator(spec, SeparationSettings()).separate(mix, 48000, "stereo").dx
+    th = write_tiny_model(tmp_path / "th", name="studio_th", seed=0)
+    b = load_separator(resolve(str(th)), SeparationSettings()).separate(mix, 48000, "stereo").dx
+    assert np.allclose(a, b, atol=1e-6)

@@ -169,24 +169,24 @@ def _k_weighting_sos(rate: int) -> np.ndarray:
     return np.array([np.concatenate([f.b, f.a]) for f in filters.values()])
 
 
-def short_term_loudness(
-    audio: np.ndarray, rate: int, layout: str | None = None, hop_s: float = 0.1
+def windowed_loudness(
+    audio: np.ndarray, rate: int, layout: str | None = None, window_s: float = _SHORT_TERM_S, hop_s: float = 0.1
 ) -> np.ndarray:
-    """Short-term loudness (EBU Tech 3341: 3 s window, K-weighted, channel-weighted), in LUFS.
+    """Loudness of sliding windows (K-weighted, channel-weighted; BS.1770-4 eq. 2 with the block T_g
+    replaced by `window_s`), in LUFS, float64 shaped (windows,).
 
-    Value i measures the window [i*hop_s, i*hop_s + 3 s) (only complete windows, as ffmpeg's
-    ebur128 does), so there are floor(duration/hop_s) - 3/hop_s + 1 values, none when the audio is
-    shorter than 3 s. Windowed silence reads -inf. float64 array shaped (windows,).
-    The window is BS.1770-4 eq. 2 with the gating block T_g replaced by 3 s:
+    Value i measures [i*hop_s, i*hop_s + window_s) (complete windows only, as ffmpeg's ebur128 does):
+    window_s 3 s is short-term loudness (EBU Tech 3341), 0.4 s momentary loudness, and 0.4 s with a
+    0.1 s hop the gating blocks of BS.1770-4 eq. 3 (75 % overlap). Windowed silence reads -inf.
     L = -0.691 + 10 log10(sum_i G_i z_i), z_i the mean square of K-weighted channel i.
     """
     rate = _check_rate(rate)
     x = _as_2d(audio)
     names = _channel_names(x.shape[1], layout)
     hop = int(round(hop_s * rate))
-    n_win = int(round(_SHORT_TERM_S / hop_s))  # window length in hops
-    if hop < 1 or n_win < 1:
-        raise ValueError(f"hop_s must be between 1 sample and 3 s, got {hop_s}")
+    n_win = int(round(window_s / hop_s))  # window length in hops
+    if hop < 1 or n_win < 1 or abs(n_win * hop_s - window_s) > 1e-9:
+        raise ValueError(f"window_s ({window_s}) must be a whole number of hops ({hop_s}) of at least 1 sample")
     keep = [i for i, ch in enumerate(names) if _CHANNEL_WEIGHT[ch] > 0]
     weights = np.array([_CHANNEL_WEIGHT[names[i]] for i in keep])
     n_hops = x.shape[0] // hop
@@ -208,6 +208,36 @@ def short_term_loudness(
     power = np.lib.stride_tricks.sliding_window_view(energy, n_win).sum(axis=1) / (n_win * hop)
     with np.errstate(divide="ignore"):
         return -0.691 + 10.0 * np.log10(power)
+
+
+def short_term_loudness(
+    audio: np.ndarray, rate: int, layout: str | None = None, hop_s: float = 0.1
+) -> np.ndarray:
+    """Short-term loudness (EBU Tech 3341: 3 s window), in LUFS, one value per `hop_s`; see windowed_loudness.
+    There are floor(duration/hop_s) - 3/hop_s + 1 values, none when the audio is shorter than 3 s."""
+    return windowed_loudness(audio, rate, layout, _SHORT_TERM_S, hop_s)
+
+
+def gating_blocks(audio: np.ndarray, rate: int, layout: str | None = None) -> np.ndarray:
+    """Loudness of the BS.1770-4 gating blocks (eq. 3: 400 ms, 75 % overlap), LUFS per block; block k
+    covers [0.1 k, 0.1 k + 0.4) s."""
+    return windowed_loudness(audio, rate, layout, _GATE_BLOCK_S, 0.1)
+
+
+def gated_loudness(block_lufs: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """BS.1770-4 integrated loudness from gating-block loudness (eqs. 4–7): absolute gate −70 LUFS, then
+    relative gate −10 LU below the power mean of what passed. `mask` (bool per block) first keeps only
+    the chosen blocks — with speech blocks from a VAD this is dialog-gated loudness. −inf when no block passes.
+    """
+    blocks = np.asarray(block_lufs, dtype=np.float64)
+    if mask is not None:
+        blocks = blocks[np.asarray(mask, dtype=bool)[: blocks.size]]
+    blocks = blocks[blocks > _ABS_GATE_LUFS]
+    if blocks.size == 0:
+        return -math.inf
+    relative = 10.0 * math.log10(float(np.mean(np.power(10.0, blocks / 10.0)))) - 10.0
+    blocks = blocks[blocks > relative]
+    return float(10.0 * math.log10(float(np.mean(np.power(10.0, blocks / 10.0)))))
 
 
 def loudness_range(audio: np.ndarray, rate: int, layout: str | None = None) -> float:

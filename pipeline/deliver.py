@@ -1,8 +1,9 @@
-"""Delivery gain: one gain takes the mix to the profile's target; the same gain (and the same limiter
-envelope, when the true-peak ceiling needs one) goes to every stem, so DX + M&E still sums to the
-delivered mix and no output exceeds the ceiling."""
+"""Delivery gain: one gain takes the profile's measurement (programme, dialog-gated or the dialogue stem) to its
+target; the same gain, and the same limiter envelope when a true-peak ceiling needs one, goes to every stem, so
+DX + M&E still sums to the delivered mix and no output exceeds its ceiling."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -20,33 +21,67 @@ CONVERGED_LU = 0.05
 class Delivery:
     stems: dict[str, np.ndarray]   # "MIX", "DX", "ME" (+ "MX", "FX"): (samples, channels) float32, delivered
     input: loudness.Loudness       # the original mix
+    measurement: str               # what the gain was computed from (after any fallback)
+    target_lufs: float             # the target of that measurement
+    measured_lufs: float           # that measurement before the gain, LUFS
+    speech_pct: float              # share of gating blocks with dialogue (nan when no VAD mask was given)
     gain_db: float                 # static gain applied to everything
     limiter_db: float              # the limiter's largest gain reduction (0.0 when it did not engage)
     seconds: float
 
 
-def deliver(mix: np.ndarray, stems: dict[str, np.ndarray], rate: int, layout: str, profile: Profile) -> Delivery:
-    """Measure `mix` (BS.1770-4), gain everything to `profile.target_lufs`, limit to `profile.true_peak_dbtp`.
+def choose_measurement(profile: Profile, speech_pct: float) -> tuple[str, float]:
+    """(measurement, target): dialog-gated falls back to the programme when there is too little dialogue."""
+    if (profile.measurement == "dialog-gated" and profile.fallback_min_speech_pct is not None
+            and not speech_pct >= profile.fallback_min_speech_pct):
+        return "programme", float(profile.fallback_target_lufs)
+    return profile.measurement, profile.target_lufs
 
-    `stems` maps names ("DX", "ME", ...) to arrays shaped like `mix` (samples, channels) at `rate` Hz.
+
+def measure_for(measurement: str, mix: np.ndarray, dx: np.ndarray, rate: int, layout: str,
+                speech_blocks: np.ndarray | None) -> float:
+    """The loudness `measurement` of (samples, channels) audio at `rate`, in LUFS."""
+    if measurement == "dialogue-stem":
+        return loudness.integrated_loudness(dx, rate, layout)
+    if measurement == "dialog-gated":
+        return loudness.gated_loudness(loudness.gating_blocks(mix, rate, layout), speech_blocks)
+    return loudness.integrated_loudness(mix, rate, layout)
+
+
+def deliver(mix: np.ndarray, stems: dict[str, np.ndarray], rate: int, layout: str, profile: Profile,
+            speech_blocks: np.ndarray | None = None) -> Delivery:
+    """Gain everything so the profile's measurement reaches its target, then limit to the ceilings.
+
+    `mix` and `stems` ("DX", "ME", ...) are (samples, channels) at `rate` Hz; `speech_blocks` marks the
+    BS.1770 gating blocks (400 ms, 100 ms hop) with dialogue, needed for dialog-gated profiles.
     """
     start = time.perf_counter()
-    measured = loudness.measure(mix, rate, layout)
-    gain_db = loudness.gain_to_target(measured.integrated_lufs, profile.target_lufs, MAX_GAIN_DB)
+    if profile.measurement == "dialog-gated" and speech_blocks is None:
+        raise ValueError("a dialog-gated profile needs the speech blocks of the dialogue stem")
+    speech_pct = 100.0 * float(np.mean(speech_blocks)) if speech_blocks is not None and len(speech_blocks) else math.nan
+    measurement, target = choose_measurement(profile, speech_pct)
+    before = measure_for(measurement, mix, stems["DX"], rate, layout, speech_blocks)
+    gain_db = loudness.gain_to_target(before, target, MAX_GAIN_DB)
     names = ["MIX", *stems]
     sources = [mix, *stems.values()]
+    # Each signal scaled by its own ceiling, so one limiter run at 0 dBTP holds every ceiling with one envelope.
+    ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
     # When the limiter engages it lowers the loudness too (on peaky material by more than a dB), so the
-    # static gain is corrected by what the limited mix still misses, a few times, as two-pass normalisers do.
+    # static gain is corrected by what the limited result still misses, a few times, as two-pass normalisers do.
+    limiter_db = 0.0
     for pass_no in range(MAX_PASSES):
         gained = [loudness.apply_gain(x, gain_db) for x in sources]
-        limiter = loudness.true_peak_limiter(gained, rate, profile.true_peak_dbtp)
+        scaled = [loudness.apply_gain(x, -c) for x, c in zip(gained, ceilings)]
+        limiter = loudness.true_peak_limiter(scaled, rate, 0.0)
         if limiter.gain is None:
+            limiter_db = 0.0
             break
         gained = loudness.apply_limiter(gained, limiter)
-        missing = profile.target_lufs - loudness.integrated_loudness(gained[0], rate, layout)
+        limiter_db = limiter.max_reduction_db
+        delivered = dict(zip(names, gained))
+        missing = target - measure_for(measurement, delivered["MIX"], delivered["DX"], rate, layout, speech_blocks)
         if abs(missing) <= CONVERGED_LU or pass_no == MAX_PASSES - 1 or gain_db + missing > MAX_GAIN_DB:
             break
         gain_db += missing
-    return Delivery(dict(zip(names, gained)), measured, gain_db,
-                    limiter.max_reduction_db if limiter.gain is not None else 0.0,
-                    time.perf_counter() - start)
+    return Delivery(dict(zip(names, gained)), loudness.measure(mix, rate, layout), measurement, target, before,
+                    speech_pct, gain_db, limiter_db, time.perf_counter() - start)

@@ -10,6 +10,10 @@ from .config import CONFIG_DIR, check_choice, check_keys, check_range, load_yaml
 from .errors import ConfigError
 
 PROFILE_DIR = CONFIG_DIR / "profiles"
+# programme: BS.1770-4 integrated loudness of the full mix; dialog-gated: the same over the gating blocks where
+# the VAD finds speech in DX (an approximation of Dolby Dialogue Intelligence); dialogue-stem: the DX stem's own
+# integrated loudness (ADR / subtitling references). One gain, from that measurement, goes to every stem.
+MEASUREMENTS = ("programme", "dialog-gated", "dialogue-stem")
 
 
 @dataclass(frozen=True)
@@ -18,13 +22,22 @@ class Profile:
 
     name: str
     description: str
-    measurement: str            # "programme": BS.1770 integrated loudness of the full mix
+    measurement: str            # what the target applies to (MEASUREMENTS)
     target_lufs: float
     tolerance_lu: float
-    true_peak_dbtp: float       # ceiling no output may exceed (4x oversampled)
+    true_peak_dbtp: float       # ceiling of the delivered mix and DX (4x oversampled)
     sample_rate: int | None     # None keeps the source rate (48 kHz film audio stays 48 kHz)
     bit_depth: int              # of the WAV stems and the PCM tracks in deliverables
     noise_reduction: float      # noisereduce prop_decrease on DX, 0 (off) .. 1 (full)
+    me_true_peak_dbtp: float | None = None      # M&E ceiling when it differs (Netflix: -1 vs -2 dBTP)
+    fallback_min_speech_pct: float | None = None  # dialog-gated: below this speech share, measure the programme
+    fallback_target_lufs: float | None = None     # ... against this target instead
+    layouts: tuple[str, ...] = ("mono", "stereo", "5.1")   # channel layouts the spec accepts
+    naming: str = "{title}_{stem}.wav"          # stem file names; {title} and {stem} (MIX, DX, ME, MX, FX)
+
+    @property
+    def me_ceiling_dbtp(self) -> float:
+        return self.true_peak_dbtp if self.me_true_peak_dbtp is None else self.me_true_peak_dbtp
 
     @property
     def digest(self) -> str:
@@ -34,16 +47,29 @@ class Profile:
     @staticmethod
     def from_dict(data: dict, source: str | Path) -> "Profile":
         allowed = {"name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp",
-                   "sample_rate", "bit_depth", "noise_reduction"}
+                   "sample_rate", "bit_depth", "noise_reduction", "me_true_peak_dbtp", "fallback_min_speech_pct",
+                   "fallback_target_lufs", "layouts", "naming"}
         check_keys(data, allowed, "", source)
         missing = [k for k in ("name", "target_lufs", "true_peak_dbtp") if k not in data]
         if missing:
             raise ConfigError(f"{source}: missing key {missing[0]}", source)
         rate = data.get("sample_rate")
+        optional = {k: (None if data.get(k) is None else check_range(data[k], lo, hi, k, source))
+                    for k, lo, hi in (("me_true_peak_dbtp", -12.0, 0.0), ("fallback_min_speech_pct", 0.0, 100.0),
+                                      ("fallback_target_lufs", -40.0, -5.0))}
+        if (optional["fallback_min_speech_pct"] is None) != (optional["fallback_target_lufs"] is None):
+            raise ConfigError(f"{source}: fallback_min_speech_pct and fallback_target_lufs go together", source)
+        layouts = tuple(data.get("layouts", ("mono", "stereo", "5.1")))
+        for layout in layouts:
+            check_choice(layout, ("mono", "stereo", "5.1"), "layouts", source)
+        naming = str(data.get("naming", "{title}_{stem}.wav"))
+        if "{title}" not in naming or "{stem}" not in naming or "/" in naming or not naming.endswith(".wav"):
+            raise ConfigError(f"{source}: naming must contain {{title}} and {{stem}}, no '/', and end in .wav; "
+                              f"got {naming!r}", source)
         return Profile(
             name=str(data["name"]),
             description=str(data.get("description", "")),
-            measurement=check_choice(data.get("measurement", "programme"), ("programme",), "measurement", source),
+            measurement=check_choice(data.get("measurement", "programme"), MEASUREMENTS, "measurement", source),
             target_lufs=check_range(data["target_lufs"], -40.0, -5.0, "target_lufs", source),
             tolerance_lu=check_range(data.get("tolerance_lu", 1.0), 0.1, 5.0, "tolerance_lu", source),
             true_peak_dbtp=check_range(data["true_peak_dbtp"], -12.0, 0.0, "true_peak_dbtp", source),
@@ -51,6 +77,9 @@ class Profile:
                 check_choice(rate, (44100, 48000, 96000), "sample_rate", source)),
             bit_depth=int(check_choice(data.get("bit_depth", 24), (16, 24, 32), "bit_depth", source)),
             noise_reduction=check_range(data.get("noise_reduction", 0.5), 0.0, 1.0, "noise_reduction", source),
+            layouts=layouts,
+            naming=naming,
+            **optional,
         )
 
 

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
-                asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound
+                asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium
 DEMO   ?= demo
 
 .PHONY: demo test setup system clean-demo
@@ -16,7 +16,8 @@ setup: system $(STAMP)
 system:
 	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
 	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -d /usr/share/asterisk/sounds/en ] \
-	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ]; then \
+	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ] \
+	    || ! command -v chromium >/dev/null; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi

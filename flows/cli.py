@@ -92,12 +92,13 @@ def cmd_probe(args) -> int:
 
 def cmd_profiles(args) -> int:
     from pipeline.profiles import available, load_profile
-    print(f"{'name':<12} {'target':>9} {'tol':>6} {'ceiling':>9} {'rate':>7} {'bits':>4}  description")
+    print(f"{'name':<13} {'measurement':<13} {'target':>10} {'tol':>6} {'ceiling':>10} {'M&E ceil':>10} "
+          f"{'rate':>6} {'bits':>4}  description")
     for name in available():
         p = load_profile(name)
         rate = str(p.sample_rate) if p.sample_rate else "source"
-        print(f"{p.name:<12} {p.target_lufs:>5.1f} LUFS {p.tolerance_lu:>4.1f}LU {p.true_peak_dbtp:>5.1f} dBTP "
-              f"{rate:>7} {p.bit_depth:>4}  {p.description}")
+        print(f"{p.name:<13} {p.measurement:<13} {p.target_lufs:>5.1f} LUFS {p.tolerance_lu:>4.1f}LU "
+              f"{p.true_peak_dbtp:>5.1f} dBTP {p.me_ceiling_dbtp:>5.1f} dBTP {rate:>6} {p.bit_depth:>4}  {p.description}")
     return EXIT_OK
 
 

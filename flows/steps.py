@@ -25,7 +25,7 @@ from pipeline.models import ModelSpec
 from pipeline.outputs import remove_partials, sha256_file
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow
-from pipeline.separate import Separator, load_separator
+from pipeline.separate import Separator, load_separator, resample
 
 log = logging.getLogger("reelsplit")
 
@@ -97,7 +97,9 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
         timeout = ffmpeg_timeout(info.duration_s)
         with timed("extract"):
             mix = audio.extract(job.path, stream, timeout=timeout)
-        rate = stream.sample_rate
+            rate = stream.sample_rate
+            if profile.sample_rate and profile.sample_rate != rate:   # the spec's rate for every output
+                mix, rate = resample(mix, rate, profile.sample_rate), profile.sample_rate
         with timed("separate"):
             separation = get_separator(spec, settings).separate(mix, rate, layout)
         with timed("cleanup"):
@@ -114,7 +116,8 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
             wavs = {}
             for name, data in delivered.stems.items():
                 wavs[name] = audio.write_wav(
-                    job.out_dir / f"{job.title}_{name}.wav", data, rate, layout, bit_depth=profile.bit_depth,
+                    job.out_dir / profile.naming.format(title=job.title, stem=name), data, rate, layout,
+                    bit_depth=profile.bit_depth,
                     description=f"{job.title} {name} ({spec.name}, {profile.name})", timeout=timeout)
         del delivered
         outputs = list(wavs.values())

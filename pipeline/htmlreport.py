@@ -181,8 +181,11 @@ section.file{background:#fff;border:1px solid #ddd;border-radius:6px;padding:16p
  word-break:break-all;margin:0 0 10px}
 .plot{max-width:100%;height:auto;display:block;margin:6px 0}
 .caption{color:#666;font-size:12px;margin:0 0 12px}
-.figs{font-size:13px;margin:8px 0}
-.checks{color:#a3231a;margin:8px 0 0;padding-left:20px}
+.figs{font-size:13px;margin:10px 0 0;border:1px solid #e4e4e4}
+.figs th{background:#f6f6f6;font-weight:500;color:#444}
+.figs td{padding-right:18px}
+.checks-h{color:#a3231a;font-weight:600;margin:8px 0 2px}
+.checks{color:#a3231a;margin:0;padding-left:20px}
 .error{background:#fbe9e7;border-left:4px solid #c62828;padding:8px 12px;color:#8e1b12;
  font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;white-space:pre-wrap;
  word-break:break-word}
@@ -260,10 +263,13 @@ def _summary(sections: list[FileSection]) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
-def _figures_table(figures: Mapping[str, float]) -> str:
+def _figures_table(figures: Mapping[str, float], per_row: int = 3) -> str:
+    """The figures as a small table, `per_row` name/value pairs to a row."""
     if not figures:
         return ""
-    rows = "".join(f'<tr><th>{_e(k)}</th><td class="num">{_num(v)}</td></tr>' for k, v in figures.items())
+    cells = [f'<th>{_e(k)}</th><td class="num">{_num(v)}</td>' for k, v in figures.items()]
+    cells += ["<th></th><td></td>"] * (-len(cells) % per_row)
+    rows = "".join("<tr>" + "".join(cells[i:i + per_row]) + "</tr>" for i in range(0, len(cells), per_row))
     return f'<table class="figs"><tbody>{rows}</tbody></table>'
 
 
@@ -292,7 +298,8 @@ def _section(i: int, sec: FileSection) -> str:
     else:
         parts.append(_plot_block(sec))
     if sec.qc_reasons:
-        parts.append('<ul class="checks">' + "".join(f"<li>{_e(r)}</li>" for r in sec.qc_reasons) + "</ul>")
+        parts.append('<p class="checks-h">Failed checks</p><ul class="checks">'
+                     + "".join(f"<li>{_e(r)}</li>" for r in sec.qc_reasons) + "</ul>")
     parts.append(_figures_table(sec.figures))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
@@ -304,9 +311,10 @@ def render_report(run_id: str, sections: list[FileSection], *, profile: str, mod
     Every user string is escaped; images are inline PNG, so the page needs nothing but itself."""
     status = {s: sum(sec.status == s for sec in sections) for s in STATUSES}
     verdict = {v: sum(sec.qc == v for sec in sections) for v in ("pass", "fail")}
-    counts = (f'<span><b>{len(sections)}</b> files</span>'
-              + "".join(f"<span>{_badge(s, s)} {status[s]}</span>" for s in STATUSES)
-              + f"<span>QC {_badge('pass', 'pass')} {verdict['pass']} {_badge('fail', 'fail')} {verdict['fail']}</span>")
+    counts = (f"<span><b>{len(sections)}</b> files:</span>"
+              + "".join(f"<span><b>{status[s]}</b> {_badge(s, s)}</span>" for s in STATUSES)
+              + f"<span>QC: <b>{verdict['pass']}</b> {_badge('pass', 'pass')}</span>"
+              + f"<span><b>{verdict['fail']}</b> {_badge('fail', 'fail')}</span>")
     body = "\n".join(_section(i, sec) for i, sec in enumerate(sections, 1))
     title = f"reelsplit run {_e(run_id)}"
     return f"""<!doctype html>

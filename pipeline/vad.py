@@ -1,0 +1,233 @@
+"""Speech regions with silero-vad: per-frame speech probability, regions in seconds, and the BS.1770
+gating blocks that hold speech (for dialogue-gated loudness). Pure functions over numpy arrays.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import soxr
+
+from .errors import ModelError
+
+SR = 16_000  # silero-vad's rate
+WIN = 512  # samples per model frame at 16 kHz: one probability per 32 ms
+FRAME_S = WIN / SR
+_LANE_FRAMES = 1024  # a chunk is cut into lanes of <= 1024 frames (32.8 s) run as one batch
+_WARM_FRAMES = 32  # each lane first runs over the 1.02 s before it (silence at the start); not returned
+_LOCK = threading.Lock()  # the model keeps its recurrent state between calls
+
+
+@dataclass(frozen=True)
+class Region:
+    """A stretch of speech, [start_s, end_s) in seconds from the start of the audio."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+RegionLike = Region | tuple[float, float]
+
+
+# --------------------------------------------------------------------------------------------------
+# the model
+
+
+@functools.lru_cache(maxsize=1)
+def _model():
+    """silero-vad's TorchScript model, from the wheel (no download), loaded once per process."""
+    try:
+        from silero_vad import load_silero_vad
+
+        return load_silero_vad()
+    except Exception as exc:  # ImportError, a damaged wheel, a torch mismatch
+        raise ModelError(f"cannot load silero-vad: {exc} (pip install silero-vad)") from exc
+
+
+def _model_probs(batch: np.ndarray) -> np.ndarray:
+    """Speech probabilities (lanes, frames) float32 of independent lanes (lanes, frames * WIN) at 16 kHz,
+    each starting from a reset state. Holds the lock and one torch thread while it runs."""
+    import torch
+
+    model = _model()
+    lanes, n_frames = batch.shape[0], batch.shape[1] // WIN
+    out = torch.empty((lanes, n_frames))
+    with _LOCK, torch.inference_mode():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model.reset_states()
+            x = torch.from_numpy(batch)
+            for i in range(n_frames):  # the model takes one 512-sample frame per lane per call
+                out[:, i] = model(x[:, i * WIN : (i + 1) * WIN], SR)[:, 0]
+            model.reset_states()
+        finally:
+            torch.set_num_threads(threads)
+    return out.numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# audio in, probabilities out
+
+
+def _check(audio: np.ndarray, rate: int) -> np.ndarray:
+    x = np.asarray(audio)
+    x = x[:, None] if x.ndim == 1 else x
+    if x.ndim != 2 or x.shape[1] < 1 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"audio must be float (samples, channels), got {x.dtype} {np.shape(audio)}")
+    if int(rate) != rate or rate <= 0:
+        raise ValueError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
+    return x
+
+
+def _mono_16k(x: np.ndarray, rate: int, block: int) -> Iterator[np.ndarray]:
+    """The downmix of (samples, channels) `x` resampled to 16 kHz, float32, `block` input samples at a time.
+
+    Downmix: the mean of the channels; for 6 channels (L R C LFE Ls Rs) the mean of the five without the LFE.
+    """
+    n_ch = x.shape[1]
+    keep = [0, 1, 2, 4, 5] if n_ch == 6 else list(range(n_ch))
+    weights = np.zeros(n_ch, np.float32)
+    weights[keep] = 1.0 / len(keep)
+    stream = None if rate == SR else soxr.ResampleStream(rate, SR, 1, dtype="float32", quality="HQ")
+    for a in range(0, x.shape[0], block):
+        mono = (x[a : a + block] @ weights).astype(np.float32, copy=False)
+        yield mono if stream is None else stream.resample_chunk(mono, last=a + block >= x.shape[0])
+
+
+def _chunk_probs(history: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """Frame probabilities (ceil(len(chunk) / WIN),) of 16 kHz `chunk`; `history` (the _WARM_FRAMES * WIN
+    samples before it) warms each lane's state up, so results do not depend on where chunks are cut."""
+    n_frames = -(-chunk.size // WIN)
+    lanes = -(-n_frames // _LANE_FRAMES)
+    per = -(-n_frames // lanes)  # frames per lane
+    warm = history.size
+    ext = np.zeros(warm + lanes * per * WIN, np.float32)
+    ext[:warm], ext[warm : warm + chunk.size] = history, chunk
+    span = warm + per * WIN
+    batch = np.stack([ext[b * per * WIN : b * per * WIN + span] for b in range(lanes)])
+    return _model_probs(batch)[:, _WARM_FRAMES:].reshape(-1)[:n_frames]
+
+
+def _frame_probs(audio: np.ndarray, rate: int, chunk_s: float) -> tuple[np.ndarray, int]:
+    """Per-32 ms-frame speech probabilities float32 (frames,) and the 16 kHz length in samples.
+
+    The input is resampled and run `chunk_s` at a time (memory stays O(chunk) beyond the result);
+    model state is reset per chunk and per lane, after a warm-up over the audio just before it.
+    """
+    x, rate = _check(audio, rate), int(rate)
+    if chunk_s <= 0:
+        raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
+    chunk = max(1, round(chunk_s * SR / WIN)) * WIN
+    history = np.zeros(_WARM_FRAMES * WIN, np.float32)  # silence before the start
+    pending, parts, total = np.zeros(0, np.float32), [], 0
+    for piece in _mono_16k(x, rate, block=max(1, math.ceil(chunk * rate / SR))):
+        pending = np.concatenate([pending, piece])
+        total += piece.size
+        while pending.size >= chunk:
+            parts.append(_chunk_probs(history, pending[:chunk]))
+            history = np.concatenate([history, pending[:chunk]])[pending[:chunk].size :]
+            pending = pending[chunk:]
+    if pending.size:
+        parts.append(_chunk_probs(history, pending))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), total
+
+
+def speech_probability(audio: np.ndarray, rate: int, hop_s: float = FRAME_S, *, chunk_s: float = 600.0
+                       ) -> np.ndarray:
+    """Speech probability in [0, 1], float32 (frames,): value i covers [i * hop_s, (i + 1) * hop_s).
+
+    `audio` is (samples, channels) float at `rate` Hz (see `speech_regions` for the downmix). `hop_s` must
+    be a whole number of silero frames (32 ms); a longer hop takes the largest probability of its frames.
+    """
+    k = round(hop_s / FRAME_S)
+    if k < 1 or abs(k * FRAME_S - hop_s) > 1e-9:
+        raise ValueError(f"hop_s must be a whole multiple of {FRAME_S} s, got {hop_s}")
+    probs, _ = _frame_probs(audio, rate, chunk_s)
+    if k > 1:
+        padded = np.zeros(-(-probs.size // k) * k, np.float32)
+        padded[: probs.size] = probs
+        probs = padded.reshape(-1, k).max(axis=1)
+    return probs
+
+
+def speech_regions(audio: np.ndarray, rate: int, *, threshold: float = 0.5, min_speech_s: float = 0.25,
+                   min_silence_s: float = 0.1, pad_s: float = 0.03, chunk_s: float = 600.0
+                   ) -> tuple[Region, ...]:
+    """Speech regions of (samples, channels) float audio at any `rate`, sorted, in seconds.
+
+    Downmix to mono: the mean of the channels; for 6 channels (taken as L R C LFE Ls Rs) the mean of the
+    five without the LFE. Resampled to 16 kHz (soxr), then silero-vad gives a probability per 32 ms frame
+    and its own hysteresis (`get_speech_timestamps_from_probs`: speech starts at >= threshold, ends after
+    min_silence_s below threshold - 0.15; regions under min_speech_s dropped, pad_s added each side) runs over
+    the whole input at once, so regions continue across chunk edges. Runs `chunk_s` of audio at a time.
+    """
+    from silero_vad import get_speech_timestamps_from_probs
+
+    probs, n16 = _frame_probs(audio, rate, chunk_s)
+    stamps = get_speech_timestamps_from_probs(
+        probs.tolist(), sampling_rate=SR, threshold=threshold, min_speech_duration_ms=min_speech_s * 1000,
+        min_silence_duration_ms=min_silence_s * 1000, speech_pad_ms=pad_s * 1000, audio_length_samples=n16)
+    duration = np.shape(audio)[0] / rate
+    return tuple(Region(max(0.0, s["start"] / SR), min(duration, s["end"] / SR)) for s in stamps)
+
+
+# --------------------------------------------------------------------------------------------------
+# regions
+
+
+def _regions(regions: Iterable[RegionLike]) -> list[Region]:
+    """Regions (or (start_s, end_s) pairs) sorted by start, empty ones dropped."""
+    out = [r if isinstance(r, Region) else Region(float(r[0]), float(r[1])) for r in regions]
+    return sorted((r for r in out if r.end_s > r.start_s), key=lambda r: r.start_s)
+
+
+def merge_regions(regions: Iterable[RegionLike], max_gap_s: float = 0.0) -> tuple[Region, ...]:
+    """Sorted, disjoint regions: overlapping ones and those less than or exactly `max_gap_s` apart joined."""
+    out: list[Region] = []
+    for r in _regions(regions):
+        if out and r.start_s - out[-1].end_s <= max_gap_s:
+            out[-1] = Region(out[-1].start_s, max(out[-1].end_s, r.end_s))
+        else:
+            out.append(r)
+    return tuple(out)
+
+
+def _speech_time(regions: Iterable[RegionLike], t: np.ndarray) -> np.ndarray:
+    """Seconds of speech in [0, t) for each t (the union of the regions counted once)."""
+    merged = merge_regions(regions)
+    if not merged:
+        return np.zeros(np.shape(t))
+    edges = np.array([(r.start_s, r.end_s) for r in merged]).ravel()
+    covered = np.cumsum([0.0] + [v for r in merged for v in (r.duration_s, 0.0)])[:-1]
+    return np.interp(t, edges, covered)
+
+
+def speech_fraction(regions: Iterable[RegionLike], duration_s: float) -> float:
+    """The share of [0, duration_s) covered by speech, in [0, 1]; 0.0 for an empty programme."""
+    if duration_s < 0:
+        raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+    if duration_s == 0:
+        return 0.0
+    return float(_speech_time(regions, np.array([duration_s]))[0]) / duration_s
+
+
+def block_mask(regions: Iterable[RegionLike], n_blocks: int, block_s: float = 0.4, hop_s: float = 0.1
+               ) -> np.ndarray:
+    """bool (n_blocks,): True where gating block k, covering [k * hop_s, k * hop_s + block_s), holds at least
+    block_s / 2 of speech (BS.1770-4 eq. 3 blocks by default: 400 ms every 100 ms, as loudness.gating_blocks).
+
+    Rule: a block counts as dialogue when speech fills half of it or more (1 µs tolerance), so a block
+    straddling the edge of a line belongs to the side that holds most of it.
+    """
+    starts = np.arange(int(n_blocks)) * hop_s
+    covered = _speech_time(regions, starts + block_s) - _speech_time(regions, starts)
+    return covered >= block_s / 2 - 1e-6

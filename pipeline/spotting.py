@@ -1,0 +1,104 @@
+"""Dialogue spotting lists for ADR and subtitling: one row per line of dialogue with times, timecode and
+level, written as CSV and as SubRip (.srt) subtitles, both atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .loudness import integrated_loudness
+from .outputs import write_text_atomic
+from .timecode import Rate, format_timecode
+from .vad import RegionLike, merge_regions
+
+CSV_COLUMNS = ("index", "start_s", "end_s", "duration_s", "start_tc", "end_tc", "level_lufs", "level_rms_dbfs")
+
+
+@dataclass(frozen=True)
+class Spot:
+    """One line of dialogue. Times in seconds of wall-clock from the start of the audio; timecodes label the
+    frames holding start_s and end_s ('' for audio-only material)."""
+
+    index: int  # 1, 2, ... in time order
+    start_s: float
+    end_s: float
+    duration_s: float
+    start_tc: str
+    end_tc: str
+    level_lufs: float  # BS.1770-4 integrated loudness of the DX over the spot; -inf under 400 ms or silent
+    level_rms_dbfs: float  # RMS level of the DX over the spot (use it where level_lufs is -inf); -inf if silent
+
+
+def _rms_dbfs(x: np.ndarray, layout_has_lfe: bool) -> float:
+    """10 log10 of the sum over channels of each channel's mean square (plain RMS dBFS for mono); the LFE
+    (channel 4 of 6) left out as BS.1770 leaves it out."""
+    if layout_has_lfe:
+        x = x[:, [0, 1, 2, 4, 5]]
+    if x.shape[0] == 0:
+        return -math.inf
+    power = float(np.sum(np.mean(np.square(x, dtype=np.float64), axis=0)))
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+def spotting_list(regions: Iterable[RegionLike], dx: np.ndarray, rate: int,
+                  fps: Fraction | float | str | Rate | None, *, merge_gap_s: float = 0.5,
+                  layout: str | None = None) -> list[Spot]:
+    """Spots for speech `regions` (Region or (start_s, end_s) pairs, seconds) of the dialogue stem `dx`.
+
+    `dx` is (samples, channels) float at `rate` Hz, full scale 1.0 (a 1-D array is mono); `layout` as in
+    loudness.integrated_loudness (default by channel count: mono, stereo, 5.1 in L R C LFE Ls Rs order).
+    Regions at most `merge_gap_s` apart become one spot; spots are clipped to the audio. `fps` is the
+    picture's frame rate for timecode (see timecode.timecode_rate); None for audio-only material, which
+    leaves start_tc and end_tc empty.
+    """
+    x = np.asarray(dx)
+    x = x[:, None] if x.ndim == 1 else x
+    duration = x.shape[0] / rate
+    has_lfe = x.shape[1] == 6 and layout in (None, "5.1", "5.1(side)")
+    spots = []
+    for r in merge_regions(regions, merge_gap_s):
+        start, end = max(0.0, r.start_s), min(duration, r.end_s)
+        if end <= start:
+            continue
+        seg = x[round(start * rate) : round(end * rate)]
+        spots.append(Spot(
+            index=len(spots) + 1, start_s=start, end_s=end, duration_s=end - start,
+            start_tc=format_timecode(start, fps) if fps is not None else "",
+            end_tc=format_timecode(end, fps) if fps is not None else "",
+            level_lufs=integrated_loudness(seg, rate, layout), level_rms_dbfs=_rms_dbfs(seg, has_lfe)))
+    return spots
+
+
+def write_spotting_csv(path: Path, spots: Iterable[Spot]) -> None:
+    """CSV with a header row (CSV_COLUMNS); times to the millisecond, levels to 0.01 dB ("-inf" if none)."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(CSV_COLUMNS)
+    for s in spots:
+        out.writerow([s.index, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.duration_s:.3f}", s.start_tc, s.end_tc,
+                      f"{s.level_lufs:.2f}", f"{s.level_rms_dbfs:.2f}"])
+    write_text_atomic(Path(path), buf.getvalue())
+
+
+def srt_time(seconds: float) -> str:
+    """SubRip time HH:MM:SS,mmm of `seconds` of wall-clock, rounded to the millisecond."""
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def write_srt(path: Path, spots: Iterable[Spot],
+              text: Callable[[Spot], str] = lambda spot: f"[DIALOGUE {spot.index}]") -> None:
+    """SubRip subtitles: per spot its index, `start --> end` (wall-clock ms), text(spot) and a blank line.
+    Blank lines inside a text are dropped (they would end the cue); no spots make an empty file."""
+    cues = []
+    for s in spots:
+        lines = "\n".join(line for line in text(s).splitlines() if line.strip())
+        cues.append(f"{s.index}\n{srt_time(s.start_s)} --> {srt_time(s.end_s)}\n{lines}\n\n")
+    write_text_atomic(Path(path), "".join(cues))

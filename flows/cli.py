@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="files processed at once (default 1)")
     run.add_argument("--stream", type=int, default=0, help="which audio stream of each file (default 0, the first)")
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
+    run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
 
     probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
     probe.add_argument("file", type=Path)
@@ -175,17 +176,19 @@ def cmd_run(args) -> int:
                   audio_stream=args.stream)
     ok = sum(r.status == "ok" for r in summary.rows)
     skipped = sum(r.status == "skipped" for r in summary.rows)
-    print(f"\nreelsplit: {ok} ok, {skipped} skipped, {summary.failed} failed")
+    qc_failed = sum(r.qc == "fail" for r in summary.rows)
+    print(f"\nreelsplit: {ok} ok, {skipped} skipped, {summary.failed} failed; QC: {qc_failed} fail")
     for r in summary.rows:
         if r.status == "failed":
             print(f"  FAILED {r.file}: {r.stage}: {r.error}")
         else:
             out_lufs = f"{r.output_lufs:.1f} LUFS" if isinstance(r.output_lufs, float) and math.isfinite(r.output_lufs) else ""
-            print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}")
+            verdict = f"QC {r.qc}" + (f" ({r.qc_reasons})" if r.qc == "fail" else "") if r.qc else ""
+            print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}  {verdict}")
     print(f"deliverables: {out}")
     print(f"report (CSV):  {summary.csv}")
     print(f"report (HTML): {summary.html}")
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_FAILED if summary.failed or (args.strict and qc_failed) else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,8 @@ def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profil
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def report_task(rows: list[ReportRow], out: Path, run_id: str) -> tuple[Path, Path]:
-    return write_reports(rows, out / "reports", run_id)
+def report_task(rows: list[ReportRow], out: Path, run_id: str, profile: Profile, model: str) -> tuple[Path, Path]:
+    return write_reports(rows, out / "reports", run_id, profile=profile, model=model)
 
 
 @flow(name="reelsplit-run")
@@ -72,7 +72,7 @@ def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings
     set_torch_threads(workers)
     futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=force)
     rows += [f.result() for f in futures]
-    csv, html = report_task(rows, out, run_id)
+    csv, html = report_task(rows, out, run_id, profile, spec.label)
     return RunSummary(rows, csv, html, out)
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__, audio, cleanup, deliver, media, qc, remux
+from pipeline import __version__, audio, cleanup, deliver, media, qc, remux, spotting, timecode, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, cache_key, is_complete
@@ -53,6 +53,38 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         if key not in _separators:
             _separators[key] = load_separator(spec, settings.separation, settings.stem_map)
         return _separators[key]
+
+
+def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
+    """Copy the QC measurements of the written files into the report row (and its plot data)."""
+    row.qc, row.qc_reasons = checked.qc, "; ".join(checked.reasons)
+    row.measurement, row.delivery_target_lufs = checked.measurement, checked.target_lufs
+    row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
+    row.dialog_gated_lufs, row.speech_pct = checked.dialog_gated_lufs, checked.speech_pct
+    row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
+    row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
+    row.mix_tp_dbtp = checked.stem_true_peaks.get("MIX", math.nan)
+    row.dx_tp_dbtp = checked.stem_true_peaks.get("DX", math.nan)
+    row.me_tp_dbtp = checked.stem_true_peaks.get("ME", math.nan)
+    row.clipped_samples, row.speech_leak_pct = checked.clipped_samples, checked.speech_leak_pct
+    row.me_to_dx_db, row.dx_nonspeech_lu = checked.me_to_dx_db, checked.dx_nonspeech_lu
+    row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
+
+
+def _read(path: Path):
+    import soundfile as sf
+    return sf.read(str(path), dtype="float32", always_2d=True)[0]
+
+
+def _supported_fps(fps):
+    """The video's frame rate if SMPTE timecode exists for it, else None (spotting lists then carry seconds only)."""
+    if fps is None:
+        return None
+    try:
+        timecode.timecode_rate(fps)
+        return fps
+    except ValueError:
+        return None
 
 
 def ffmpeg_timeout(duration_s: float) -> float:
@@ -105,10 +137,14 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
         with timed("cleanup"):
             cleaned = cleanup.clean_dialogue(mix, separation, rate, method=settings.cleanup,
                                              strength=profile.noise_reduction)
+        with timed("vad"):
+            speech = vad.speech_regions(cleaned.dx, rate)
+            n_blocks = max(0, mix.shape[0] // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks
+            speech_blocks = vad.block_mask(speech, n_blocks)
         with timed("loudness"):
             stems = {"DX": cleaned.dx, "ME": cleaned.me}
             stems.update({k: v for k, v in (("MX", separation.mx), ("FX", separation.fx)) if v is not None})
-            delivered = deliver.deliver(mix, stems, rate, layout, profile)
+            delivered = deliver.deliver(mix, stems, rate, layout, profile, speech_blocks)
             row.input_lufs, row.gain_db = delivered.input.integrated_lufs, delivered.gain_db
             row.limiter_db = delivered.limiter_db
         del mix, separation, cleaned, stems
@@ -136,10 +172,18 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
                 row.deliverable = str(result.path)
                 outputs.append(result.path)
         with timed("qc"):
-            checked = qc.check_stems(wavs, layout)
-            row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
-            row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
-            row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
+            checked = qc.check_stems(wavs, layout, profile)
+            fill_qc(row, checked)
+            fps = info.video[0].frame_rate if info.has_video else None
+            spots = spotting.spotting_list(checked.speech, _read(wavs["DX"]), rate, _supported_fps(fps),
+                                           layout=layout)
+            for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
+                                 (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
+                writer(path, spots)
+                outputs.append(path)
+            row.dialogue_lines = len(spots)
+        if checked.qc == "fail":
+            say(f"[{job.title}] QC fail: " + "; ".join(checked.reasons))
         row.status, row.stage = "ok", ""
         row.total_s = time.perf_counter() - started
         row.rtf = row.total_s / row.duration_s if row.duration_s and row.duration_s > 0 else math.nan

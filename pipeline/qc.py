@@ -1,53 +1,134 @@
-"""Quality checks on what was actually written: loudness and true peak of each delivered WAV, and the null
-test (peak of MIX − (DX + M&E)) after 24-bit quantisation."""
+"""Quality control of what was actually written: every stem read back and measured against the profile.
+
+Checks: the profile's loudness measurement within target ± tolerance, true peak of each stem under its
+ceiling, the null test (peak of MIX − (DX + M&E) after 24-bit quantisation), no clipped samples, the layout
+and rate the spec accepts. Also the leakage figures a localisation QC looks at first: speech the VAD still
+finds in M&E while dialogue is active, and what DX carries where there is no dialogue.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from . import loudness
+from . import loudness, vad
+from .deliver import choose_measurement, measure_for
+from .profiles import Profile
+
+NULL_LIMIT_DBFS = -100.0      # DX + M&E must rebuild the mix to this (24-bit quantisation is about −138 dBFS)
+FULL_SCALE = 1.0 - 2.0 ** -23  # a 24-bit sample at or above this has clipped
 
 
 @dataclass(frozen=True)
 class QcResult:
-    output_lufs: float          # delivered mix, integrated (BS.1770-4)
-    lra_lu: float               # delivered mix loudness range (EBU Tech 3342)
+    """Levels in LUFS, peaks in dBTP/dBFS, shares in %, times in seconds."""
+
+    qc: str                          # pass | fail
+    reasons: tuple[str, ...]         # each failed check: measured vs allowed
+    measurement: str                 # the profile's measurement actually used (after any fallback)
+    target_lufs: float
+    measured_lufs: float             # that measurement on the delivered files
+    output_lufs: float               # delivered mix, programme integrated
+    dialog_gated_lufs: float         # delivered mix over the speech blocks
+    lra_lu: float
     dx_lufs: float
     me_lufs: float
-    true_peak_dbtp: float       # max over every written stem
+    true_peak_dbtp: float            # max over every written stem
     stem_true_peaks: dict[str, float]
-    null_residual_dbfs: float   # peak of MIX − (DX + ME), dBFS; −inf when exact
-    samples: int                # length of the written stems, samples (all equal)
+    null_residual_dbfs: float
+    clipped_samples: int
+    speech_pct: float                # share of the programme with dialogue (VAD on DX)
+    speech_leak_pct: float           # share of dialogue-active time in which the VAD finds speech in M&E
+    me_to_dx_db: float               # M&E level against DX during dialogue, dB
+    dx_nonspeech_lu: float           # DX level where there is no dialogue, relative to DX during dialogue, LU
+    samples: int
+    rate: int
+    speech: tuple[vad.Region, ...] = ()
+    short_term: dict[str, np.ndarray] = field(default_factory=dict)   # MIX/DX/ME short-term LUFS per 0.1 s
 
 
 def _db(x: float) -> float:
     return 20 * math.log10(x) if x > 0 else float("-inf")
 
 
-def check_stems(wavs: dict[str, Path], layout: str) -> QcResult:
-    """Read the written WAVs back and measure them. `wavs` has at least MIX, DX and ME."""
-    data, rate = {}, None
+def _energy_in(x: np.ndarray, regions, rate: int) -> float:
+    return float(sum(np.sum(np.square(x[int(r.start_s * rate):int(r.end_s * rate)], dtype=np.float64))
+                     for r in regions))
+
+
+def _overlap_s(a, b) -> float:
+    return sum(max(0.0, min(x.end_s, y.end_s) - max(x.start_s, y.start_s)) for x in a for y in b)
+
+
+def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResult:
+    """Read the written WAVs (at least MIX, DX, ME) back, measure them and give the verdict."""
+    data, rate = {}, 0
     for name, path in wavs.items():
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        data[name] = audio
+        data[name], rate = sf.read(str(path), dtype="float32", always_2d=True)
     lengths = {a.shape[0] for a in data.values()}
     if len(lengths) != 1:
         raise ValueError(f"written stems differ in length: {sorted(lengths)} samples")
+    samples = lengths.pop()
     mix, dx, me = data["MIX"], data["DX"], data["ME"]
-    residual = mix.astype(np.float64) - (dx.astype(np.float64) + me.astype(np.float64))
+    residual = np.abs(mix.astype(np.float64) - (dx.astype(np.float64) + me.astype(np.float64)))
+    null_db = _db(float(residual.max()) if residual.size else 0.0)
     peaks = {name: loudness.true_peak(a, rate) for name, a in data.items()}
-    measured = loudness.measure(mix, rate, layout)
-    return QcResult(
-        output_lufs=measured.integrated_lufs,
-        lra_lu=measured.lra_lu,
+    clipped = int(sum(np.count_nonzero(np.abs(a) >= FULL_SCALE) for a in data.values()))
+
+    speech = vad.speech_regions(dx, rate)
+    me_speech = vad.speech_regions(me, rate)
+    duration = samples / rate
+    speech_s = sum(r.duration_s for r in speech)
+    speech_pct = 100.0 * vad.speech_fraction(speech, duration) if duration else 0.0
+    blocks_mix = loudness.gating_blocks(mix, rate, layout)
+    blocks_dx = loudness.gating_blocks(dx, rate, layout)
+    mask = vad.block_mask(speech, blocks_mix.size)
+    measurement, target = choose_measurement(profile, 100.0 * float(mask.mean()) if mask.size else 0.0)
+    measured = measure_for(measurement, mix, dx, rate, layout, mask)
+    dx_speech = loudness.gated_loudness(blocks_dx, mask)
+    dx_quiet = loudness.gated_loudness(blocks_dx, ~mask)
+    e_dx, e_me = _energy_in(dx, speech, rate), _energy_in(me, speech, rate)
+
+    result = dict(
+        measurement=measurement, target_lufs=target, measured_lufs=measured,
+        output_lufs=loudness.integrated_loudness(mix, rate, layout),
+        dialog_gated_lufs=loudness.gated_loudness(blocks_mix, mask),
+        lra_lu=loudness.loudness_range(mix, rate, layout),
         dx_lufs=loudness.integrated_loudness(dx, rate, layout),
         me_lufs=loudness.integrated_loudness(me, rate, layout),
-        true_peak_dbtp=max(peaks.values()),
-        stem_true_peaks=peaks,
-        null_residual_dbfs=_db(float(np.max(np.abs(residual))) if residual.size else 0.0),
-        samples=lengths.pop(),
+        true_peak_dbtp=max(peaks.values()), stem_true_peaks=peaks, null_residual_dbfs=null_db,
+        clipped_samples=clipped, speech_pct=speech_pct,
+        speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
+        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
+        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
+        samples=samples, rate=rate, speech=speech,
+        short_term={n: loudness.short_term_loudness(data[n], rate, layout) for n in ("MIX", "DX", "ME")},
     )
+    reasons = verdict(profile, layout, result)
+    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **result)
+
+
+def verdict(profile: Profile, layout: str, m: dict) -> list[str]:
+    """Each failed check as "what: measured vs allowed"; empty when the file meets the spec."""
+    reasons = []
+    label = {"programme": "integrated", "dialog-gated": "dialog-gated", "dialogue-stem": "DX integrated"}
+    low, high = m["target_lufs"] - profile.tolerance_lu, m["target_lufs"] + profile.tolerance_lu
+    if not low <= m["measured_lufs"] <= high:
+        reasons.append(f"{label[m['measurement']]} {m['measured_lufs']:.1f} LUFS outside "
+                       f"{m['target_lufs']:.1f} ±{profile.tolerance_lu:g}")
+    for stem, peak in m["stem_true_peaks"].items():
+        ceiling = profile.me_ceiling_dbtp if stem == "ME" else profile.true_peak_dbtp
+        if peak > ceiling:
+            reasons.append(f"{stem} true peak {peak:.2f} dBTP above {ceiling:.1f}")
+    if m["null_residual_dbfs"] > NULL_LIMIT_DBFS:
+        reasons.append(f"null test residual {m['null_residual_dbfs']:.1f} dBFS above {NULL_LIMIT_DBFS:.0f}")
+    if m["clipped_samples"]:
+        reasons.append(f"{m['clipped_samples']} clipped samples, 0 allowed")
+    if layout not in profile.layouts:
+        reasons.append(f"layout {layout} not among the spec's {', '.join(profile.layouts)}")
+    if profile.sample_rate and m["rate"] != profile.sample_rate:
+        reasons.append(f"sample rate {m['rate']} Hz, spec {profile.sample_rate} Hz")
+    return reasons

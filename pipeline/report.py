@@ -1,16 +1,17 @@
 """Per-file result rows → the run's CSV (`OUT/reports/<run>.csv` and `latest.csv`) and an HTML table."""
 from __future__ import annotations
 
-import html
+import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 
+from . import htmlreport
 from .outputs import write_text_atomic
 
-STAGES = ("probe", "extract", "separate", "cleanup", "loudness", "write", "remux", "qc")
+STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "remux", "qc")
 
 
 @dataclass
@@ -36,6 +37,20 @@ class ReportRow:
     me_lufs: float = math.nan
     true_peak_dbtp: float = math.nan   # max over every written output
     ceiling_dbtp: float = math.nan
+    qc: str = ""                       # pass | fail (ok files only)
+    qc_reasons: str = ""               # each failed check, "measured vs allowed", joined by "; "
+    measurement: str = ""              # programme | dialog-gated | dialogue-stem (after any fallback)
+    delivery_target_lufs: float = math.nan
+    speech_pct: float = math.nan
+    dialog_gated_lufs: float = math.nan
+    mix_tp_dbtp: float = math.nan
+    dx_tp_dbtp: float = math.nan
+    me_tp_dbtp: float = math.nan
+    speech_leak_pct: float = math.nan  # dialogue-active time in which the VAD still finds speech in M&E
+    me_to_dx_db: float = math.nan      # M&E against DX while dialogue is active
+    dx_nonspeech_lu: float = math.nan  # DX where there is no dialogue, relative to DX during dialogue
+    clipped_samples: float = math.nan
+    dialogue_lines: float = math.nan  # entries in the spotting list
     lra_lu: float = math.nan
     null_residual_dbfs: float = math.nan
     gain_db: float = math.nan
@@ -44,26 +59,29 @@ class ReportRow:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_s: float = math.nan
     rtf: float = math.nan              # processing seconds per second of audio
+    plots: dict = field(default_factory=dict, repr=False)   # short-term loudness and speech, for the HTML only
 
     def as_flat(self) -> dict:
-        flat = {k: v for k, v in asdict(self).items() if k != "stage_seconds"}
+        flat = {k: v for k, v in asdict(self).items() if k not in ("stage_seconds", "plots")}
         for stage in STAGES:
             flat[f"{stage}_s"] = round(self.stage_seconds.get(stage, math.nan), 3)
         return {k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v) for k, v in flat.items()}
 
     @staticmethod
     def from_flat(data: dict) -> "ReportRow":
-        known = {f.name for f in fields(ReportRow)}
+        known = {f.name for f in fields(ReportRow)} - {"plots", "stage_seconds"}
         row = ReportRow(**{k: v for k, v in data.items() if k in known})
         row.stage_seconds = {s: float(data[f"{s}_s"]) for s in STAGES if f"{s}_s" in data}
         return row
 
 
-def write_reports(rows: list[ReportRow], reports_dir: Path, run_id: str) -> tuple[Path, Path]:
+def write_reports(rows: list[ReportRow], reports_dir: Path, run_id: str, *, profile=None, model: str = "") -> tuple[Path, Path]:
     """Write `<run_id>.csv`, `latest.csv`, `<run_id>.html` and `latest.html`; returns (csv, html)."""
     frame = pd.DataFrame([r.as_flat() for r in rows])
     csv_text = frame.to_csv(index=False)
-    page = _html(frame, run_id)
+    page = htmlreport.render_report(run_id, [section(r, profile) for r in rows],
+                                    profile=getattr(profile, "name", ""), model=model,
+                                    created=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     csv_path, html_path = reports_dir / f"{run_id}.csv", reports_dir / f"{run_id}.html"
     for path, text in ((csv_path, csv_text), (reports_dir / "latest.csv", csv_text),
                        (html_path, page), (reports_dir / "latest.html", page)):
@@ -71,17 +89,29 @@ def write_reports(rows: list[ReportRow], reports_dir: Path, run_id: str) -> tupl
     return csv_path, html_path
 
 
-def _html(frame: pd.DataFrame, run_id: str) -> str:
-    cols = ["file", "status", "error", "model", "profile", "duration_s", "input_lufs", "output_lufs",
-            "target_lufs", "true_peak_dbtp", "ceiling_dbtp", "dx_lufs", "me_lufs", "null_residual_dbfs",
-            "gain_db", "limiter_db", "total_s", "rtf"]
-    table = frame[[c for c in cols if c in frame]].to_html(index=False, na_rep="", escape=True,
-                                                            classes="runs", border=0)
-    counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
-    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>reelsplit run {html.escape(run_id)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table.runs{{border-collapse:collapse;font-size:13px}}
-table.runs td,table.runs th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}}
-table.runs td:first-child,table.runs td:nth-child(2),table.runs td:nth-child(3){{text-align:left}}</style></head>
-<body><h1>reelsplit run {html.escape(run_id)}</h1><p>{html.escape(summary)}</p>{table}</body></html>
-"""
+def section(row: ReportRow, profile=None) -> htmlreport.FileSection:
+    """The HTML report's view of one row."""
+    def num(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return math.nan
+    figures = {
+        "input LUFS": num(row.input_lufs), htmlreport.FIG_OUTPUT_LUFS: num(row.output_lufs),
+        "dialog-gated LUFS": num(row.dialog_gated_lufs), htmlreport.FIG_SPEECH_PCT: num(row.speech_pct),
+        htmlreport.FIG_TRUE_PEAK: num(row.true_peak_dbtp), "true peak MIX dBTP": num(row.mix_tp_dbtp),
+        "true peak DX dBTP": num(row.dx_tp_dbtp), "true peak M&E dBTP": num(row.me_tp_dbtp),
+        "gain dB": num(row.gain_db), "limiter dB": num(row.limiter_db), "LRA LU": num(row.lra_lu),
+        "null residual dBFS": num(row.null_residual_dbfs), "DX LUFS": num(row.dx_lufs), "M&E LUFS": num(row.me_lufs),
+        "speech in M&E %": num(row.speech_leak_pct), "M&E vs DX in dialogue dB": num(row.me_to_dx_db),
+        "DX without dialogue LU": num(row.dx_nonspeech_lu), "clipped samples": num(row.clipped_samples),
+    } if row.status != "failed" else {}
+    target = num(row.delivery_target_lufs)
+    return htmlreport.FileSection(
+        title=row.title or Path(row.file).name, file=row.file, status=row.status, error=row.error,
+        qc=row.qc if row.qc in ("pass", "fail") else "",
+        qc_reasons=tuple(r for r in str(row.qc_reasons or "").split("; ") if r),
+        figures=figures, short_term=row.plots.get("short_term", {}),
+        target_lufs=target if math.isfinite(target) else num(row.target_lufs),
+        tolerance_lu=getattr(profile, "tolerance_lu", math.nan),
+        speech=tuple(tuple(r) for r in row.plots.get("speech", ())), duration_s=num(row.duration_s))

@@ -41,6 +41,7 @@ def batch(tmp_path_factory):
     out = root / "out"
     proc = run_cli("run", *inputs, "--out", out, "--profile", "ebu-r128")
     return dict(root=root, out=out, proc=proc, stereo=stereo, surround=surround, inputs=inputs, before=before,
+                html=(out / "reports" / "latest.html").read_text(encoding="utf-8"),
                 report=pd.read_csv(out / "reports" / "latest.csv").set_index("title"))
 
 
@@ -148,7 +149,7 @@ def test_delivered_dx_is_dialogue(batch):
 
 def test_audio_only_input_gets_wav_stems_only(batch):
     assert sorted(p.name for p in (batch["out"] / "hot").iterdir()) == [
-        "hot_DX.wav", "hot_ME.wav", "hot_MIX.wav", "manifest.json"]
+        "hot_DX.wav", "hot_ME.wav", "hot_MIX.wav", "hot_dialogue.csv", "hot_dialogue.srt", "manifest.json"]
 
 
 def test_rerun_skips_finished_files(batch):
@@ -161,3 +162,39 @@ def test_rerun_skips_finished_files(batch):
     assert proc.stdout.count("skipped: outputs are complete and current") == 3
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert not list(out.glob("*/.*partial*"))
+
+
+def test_qc_columns_and_verdicts(batch):
+    report = batch["report"]
+    ok = report.loc[["reel_1", "reel2", "hot"]]
+    assert set(ok["qc"]) == {"pass"}, ok["qc_reasons"].tolist()
+    assert (ok["measurement"] == "programme").all() and (ok["clipped_samples"] == 0).all()
+    assert 20 < report.loc["reel_1", "speech_pct"] < 90          # the demo reel talks about half the time
+    assert report.loc["hot", "speech_pct"] < 5                   # tones and clicks are not dialogue
+    for col in ("dialog_gated_lufs", "mix_tp_dbtp", "dx_tp_dbtp", "me_tp_dbtp", "speech_leak_pct", "me_to_dx_db"):
+        assert np.isfinite(report.loc["reel_1", col]), col
+    assert report.loc["reel_1", "me_to_dx_db"] < 0               # in dialogue, M&E sits under DX
+    assert report.loc["broken", "qc"] != "pass"
+
+
+def test_dialogue_spotting_list_has_timecode(batch):
+    import csv
+    folder = batch["out"] / "reel_1"
+    with open(folder / "reel_1_dialogue.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == batch["report"].loc["reel_1", "dialogue_lines"] >= 1
+    truth = batch["stereo"].dialogue_regions
+    for r in rows:
+        start, end = float(r["start_s"]), float(r["end_s"])
+        assert any(s - 0.5 <= start and end <= e + 0.5 for s, e in [(truth[0][0], truth[-1][1])])
+        hh, mm, ss, ff = map(int, r["start_tc"].split(":"))        # 24 fps: non-drop HH:MM:SS:FF
+        assert ff < 24 and abs(hh * 3600 + mm * 60 + ss + ff / 24 - start) < 1 / 24 + 1e-6
+    srt = (folder / "reel_1_dialogue.srt").read_text()
+    assert srt.count(" --> ") == len(rows) and srt.startswith("1\n")
+
+
+def test_html_report_has_a_section_per_file(batch):
+    page = batch["html"]
+    assert page.count('src="data:image/png;base64,') == 3     # one loudness plot per delivered file
+    for title in ("reel 1.mov", "reel2.mkv", "hot.wav", "broken.mov", "silent_picture.mp4"):
+        assert title in page

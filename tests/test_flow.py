@@ -58,3 +58,38 @@ def test_cli_probe(tmp_path):
     assert "pcm_s24le, 6 ch 5.1, 48000 Hz" in proc.stdout
     proc = run_cli("probe", tmp_path / "nothing.mov", timeout=60)
     assert proc.returncode == 1 and proc.stderr.strip().endswith("nothing.mov: file not found")
+
+
+def test_netflix_dialog_gated_delivery(harness, tmp_path):
+    """Netflix: dialog-gated -27 LKFS with the dialogue share known, mix/DX <= -2 dBTP and M&E <= -1 dBTP by
+    ffmpeg's meter, 48 kHz out from a 44.1 kHz source; a reel without dialogue falls back to programme -24."""
+    from conftest import ffmpeg_ebur128
+    from flows.reel import run
+    from pipeline.demo import make_demo_reel
+
+    talk = make_demo_reel(tmp_path / "in" / "talk.wav", seconds=12, layout="stereo", seed=21, sample_rate=44100)
+    tones = _tone_and_noise(tmp_path / "in" / "tones.wav", 6, 2, "stereo", 3)
+    summary = run([talk.path, tones], tmp_path / "out", resolve("dfn3"), Settings.load(), load_profile("netflix"))
+    talk_row, tone_row = summary.rows
+    assert talk_row.status == tone_row.status == "ok"
+    assert talk_row.measurement == "dialog-gated" and talk_row.speech_pct > 15
+    assert abs(talk_row.dialog_gated_lufs - (-27.0)) <= 0.5 and talk_row.qc == "pass", talk_row.qc_reasons
+    folder = tmp_path / "out" / "talk"
+    assert sf.info(str(folder / "talk_MIX.wav")).samplerate == 48000
+    assert ffmpeg_ebur128(folder / "talk_MIX.wav")["TP"] <= -2.0
+    assert ffmpeg_ebur128(folder / "talk_DX.wav")["TP"] <= -2.0
+    assert ffmpeg_ebur128(folder / "talk_ME.wav")["TP"] <= -1.0
+    assert tone_row.measurement == "programme" and tone_row.delivery_target_lufs == -24.0
+    assert abs(tone_row.output_lufs - (-24.0)) <= 0.5
+
+
+def test_file_outside_the_spec_is_delivered_but_fails_qc(harness, tmp_path):
+    from flows.reel import run
+
+    spec_file = tmp_path / "stereo-only.yaml"
+    spec_file.write_text("name: stereo-only\ntarget_lufs: -23\ntrue_peak_dbtp: -1\nlayouts: [stereo]\n")
+    surround = _tone_and_noise(tmp_path / "in" / "six.wav", 4, 6, "5.1", 4)
+    summary = run([surround], tmp_path / "out", resolve("dfn3"), Settings.load(), load_profile(spec_file))
+    (row,) = summary.rows
+    assert row.status == "ok" and row.qc == "fail" and "layout 5.1 not among the spec's stereo" in row.qc_reasons
+    assert (tmp_path / "out" / "six" / "six_MIX.wav").is_file()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--stream", type=int, default=0, help="which audio stream of each file (default 0, the first)")
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
+    run.add_argument("--stereo-downmix", action="store_true",
+                     help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
 
     probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
     probe.add_argument("file", type=Path)
@@ -161,6 +164,8 @@ def cmd_run(args) -> int:
     if args.workers < 1:
         raise SystemExit("reelsplit: --workers must be at least 1")
     settings = Settings.load(args.config)
+    if args.stereo_downmix:
+        settings = dataclasses.replace(settings, stereo_downmix=True)
     profile = load_profile(args.profile)
     spec = resolve(args.model or settings.separation.model)
     print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"

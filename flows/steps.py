@@ -7,6 +7,7 @@ it never stops the batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__, audio, cleanup, deliver, media, qc, remux, spotting, timecode, vad
+from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, timecode, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, cache_key, is_complete
@@ -155,6 +156,18 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
                     job.out_dir / profile.naming.format(title=job.title, stem=name), data, rate, layout,
                     bit_depth=profile.bit_depth,
                     description=f"{job.title} {name} ({spec.name}, {profile.name})", timeout=timeout)
+            if settings.stereo_downmix and layout == "5.1":
+                # Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to
+                # the same spec again (one gain and limiter for all), in OUT/<title>/stereo/.
+                stereo = {name: downmix.itu_downmix(data) for name, data in delivered.stems.items()}
+                mix_st = stereo.pop("MIX")
+                again = deliver.deliver(mix_st, stereo, rate, "stereo", profile, speech_blocks)
+                for name, data in again.stems.items():
+                    wavs[f"stereo/{name}"] = audio.write_wav(
+                        job.out_dir / "stereo" / profile.naming.format(title=job.title, stem=name), data, rate,
+                        "stereo", bit_depth=profile.bit_depth,
+                        description=f"{job.title} {name} stereo downmix ({spec.name}, {profile.name})",
+                        timeout=timeout)
         del delivered
         outputs = list(wavs.values())
         if info.has_video:
@@ -172,7 +185,13 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
                 row.deliverable = str(result.path)
                 outputs.append(result.path)
         with timed("qc"):
-            checked = qc.check_stems(wavs, layout, profile)
+            checked = qc.check_stems({k: v for k, v in wavs.items() if "/" not in k}, layout, profile)
+            if "stereo/MIX" in wavs:
+                stereo = qc.check_stems({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
+                row.stereo_lufs, row.stereo_tp_dbtp = stereo.output_lufs, stereo.true_peak_dbtp
+                checked = dataclasses.replace(checked, reasons=checked.reasons + tuple(
+                    f"stereo downmix: {r}" for r in stereo.reasons))
+                checked = dataclasses.replace(checked, qc="fail" if checked.reasons else "pass")
             fill_qc(row, checked)
             fps = info.video[0].frame_rate if info.has_video else None
             spots = spotting.spotting_list(checked.speech, _read(wavs["DX"]), rate, _supported_fps(fps),
@@ -187,7 +206,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
         row.status, row.stage = "ok", ""
         row.total_s = time.perf_counter() - started
         row.rtf = row.total_s / row.duration_s if row.duration_s and row.duration_s > 0 else math.nan
-        Manifest.build(key, job.path, input_sha, outputs, row.as_flat()).write(job.out_dir)
+        Manifest.build(key, job.path, input_sha, job.out_dir, outputs, row.as_flat()).write(job.out_dir)
         return row
     except PipelineError as exc:
         row.status, row.stage, row.error = "failed", stage, str(exc)

@@ -87,10 +87,11 @@ class Settings:
     stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
     cleanup: str = "noisereduce"     # noisereduce | dfn3 | none
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
+    stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
 
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
-        check_keys(data, {"separation", "stem_map", "cleanup", "language"}, "", source)
+        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix"}, "", source)
         sep = dict(data.get("separation") or {})
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
@@ -118,6 +119,7 @@ class Settings:
             stem_map=stem_map,
             cleanup=check_choice(data.get("cleanup", "noisereduce"), ("noisereduce", "dfn3", "none"), "cleanup", source),
             language=language,
+            stereo_downmix=check_choice(data.get("stereo_downmix", False), (True, False), "stereo_downmix", source),
         )
 
     @staticmethod

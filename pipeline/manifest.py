@@ -25,12 +25,13 @@ class Manifest:
     key: str
     input: str
     input_sha256: str
-    outputs: dict[str, dict]      # file name → {"sha256": ..., "bytes": ...}
+    outputs: dict[str, dict]      # path relative to the title folder → {"sha256": ..., "bytes": ...}
     row: dict                     # the report row of the run that made it
 
     @staticmethod
-    def build(key: str, input_path: Path, input_sha256: str, outputs: list[Path], row: dict) -> "Manifest":
-        files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in outputs}
+    def build(key: str, input_path: Path, input_sha256: str, folder: Path, outputs: list[Path], row: dict) -> "Manifest":
+        files = {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                 for p in outputs}
         return Manifest(key, str(input_path), input_sha256, files, row)
 
     def write(self, folder: Path) -> Path:

@@ -51,6 +51,8 @@ class ReportRow:
     dx_nonspeech_lu: float = math.nan  # DX where there is no dialogue, relative to DX during dialogue
     clipped_samples: float = math.nan
     dialogue_lines: float = math.nan  # entries in the spotting list
+    stereo_lufs: float = math.nan      # stereo downmix of a 5.1 source (on request), integrated
+    stereo_tp_dbtp: float = math.nan
     lra_lu: float = math.nan
     null_residual_dbfs: float = math.nan
     gain_db: float = math.nan

@@ -93,3 +93,25 @@ def test_file_outside_the_spec_is_delivered_but_fails_qc(harness, tmp_path):
     (row,) = summary.rows
     assert row.status == "ok" and row.qc == "fail" and "layout 5.1 not among the spec's stereo" in row.qc_reasons
     assert (tmp_path / "out" / "six" / "six_MIX.wav").is_file()
+
+
+def test_stereo_downmix_of_a_5_1_source(harness, tmp_path):
+    """On request, a 5.1 reel also gets ITU-R BS.775 stereo stems, delivered to the same spec, nulling."""
+    import dataclasses
+
+    from conftest import ffmpeg_ebur128
+    from flows.reel import run
+    from pipeline.demo import make_demo_reel
+
+    reel = make_demo_reel(tmp_path / "in" / "sur.wav", seconds=8, layout="5.1", seed=41)
+    settings = dataclasses.replace(Settings.load(), stereo_downmix=True)
+    (row,) = run([reel.path], tmp_path / "out", resolve("dfn3"), settings, load_profile("ebu-r128")).rows
+    assert row.status == "ok" and row.qc == "pass", row.qc_reasons
+    folder = tmp_path / "out" / "sur" / "stereo"
+    mix, _ = sf.read(str(folder / "sur_MIX.wav"), always_2d=True)
+    dx, _ = sf.read(str(folder / "sur_DX.wav"), always_2d=True)
+    me, _ = sf.read(str(folder / "sur_ME.wav"), always_2d=True)
+    assert mix.shape == (8 * 48000, 2) and np.abs(mix - dx - me).max() < 1e-5
+    meter = ffmpeg_ebur128(folder / "sur_MIX.wav")
+    assert abs(meter["I"] - (-23.0)) <= 0.5 and meter["TP"] <= -1.0
+    assert abs(row.stereo_lufs - meter["I"]) <= 0.15

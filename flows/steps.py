@@ -56,11 +56,35 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         return _separators[key]
 
 
+def write_stems(job: ReelJob, stems: dict, rate: int, layout: str, profile: Profile, model: str,
+                timeout: float, subfolder: str = "") -> dict[str, Path]:
+    """Write each delivered stem as a broadcast WAV named by the profile; keys are the stem names, prefixed
+    with `subfolder/` for stems in a subfolder (the stereo downmix)."""
+    folder = job.out_dir / subfolder if subfolder else job.out_dir
+    what = f" {subfolder}" if subfolder else ""
+    return {f"{subfolder}/{name}" if subfolder else name: audio.write_wav(
+                folder / profile.naming.format(title=job.title, stem=name), data, rate, layout,
+                bit_depth=profile.bit_depth, description=f"{job.title} {name}{what} ({model}, {profile.name})",
+                timeout=timeout)
+            for name, data in stems.items()}
+
+
+def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str) -> list[remux.Track]:
+    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made."""
+    tracks = [remux.Track(None, "Original mix", language),
+              remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
+              remux.Track(wavs["DX"], "DX dialogue", language),
+              remux.Track(wavs["ME"], "M&E", "zxx")]
+    return tracks + [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
+                     if k in wavs]
+
+
 def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
     """Copy the QC measurements of the written files into the report row (and its plot data)."""
     row.qc, row.qc_reasons = checked.qc, "; ".join(checked.reasons)
     row.measurement, row.delivery_target_lufs = checked.measurement, checked.target_lufs
     row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
+    row.short_term_max_lufs, row.momentary_max_lufs = checked.short_term_max_lufs, checked.momentary_max_lufs
     row.dialog_gated_lufs, row.speech_pct = checked.dialog_gated_lufs, checked.speech_pct
     row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
     row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
@@ -150,38 +174,22 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
             row.limiter_db = delivered.limiter_db
         del mix, separation, cleaned, stems
         with timed("write"):
-            wavs = {}
-            for name, data in delivered.stems.items():
-                wavs[name] = audio.write_wav(
-                    job.out_dir / profile.naming.format(title=job.title, stem=name), data, rate, layout,
-                    bit_depth=profile.bit_depth,
-                    description=f"{job.title} {name} ({spec.name}, {profile.name})", timeout=timeout)
+            wavs = write_stems(job, delivered.stems, rate, layout, profile, spec.name, timeout)
             if settings.stereo_downmix and layout == "5.1":
                 # Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to
                 # the same spec again (one gain and limiter for all), in OUT/<title>/stereo/.
                 stereo = {name: downmix.itu_downmix(data) for name, data in delivered.stems.items()}
-                mix_st = stereo.pop("MIX")
-                again = deliver.deliver(mix_st, stereo, rate, "stereo", profile, speech_blocks)
-                for name, data in again.stems.items():
-                    wavs[f"stereo/{name}"] = audio.write_wav(
-                        job.out_dir / "stereo" / profile.naming.format(title=job.title, stem=name), data, rate,
-                        "stereo", bit_depth=profile.bit_depth,
-                        description=f"{job.title} {name} stereo downmix ({spec.name}, {profile.name})",
-                        timeout=timeout)
+                again = deliver.deliver(stereo.pop("MIX"), stereo, rate, "stereo", profile, speech_blocks)
+                wavs.update(write_stems(job, again.stems, rate, "stereo", profile, spec.name, timeout, "stereo"))
         del delivered
         outputs = list(wavs.values())
         if info.has_video:
             with timed("remux"):
-                _, suffix = remux.deliverable_container(job.path)
-                lang = stream.language or settings.language
-                tracks = [remux.Track(None, "Original mix", lang),
-                          remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", lang),
-                          remux.Track(wavs["DX"], "DX dialogue", lang),
-                          remux.Track(wavs["ME"], "M&E", "zxx")]
-                tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
-                           if k in wavs]
-                result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
-                                     bit_depth=profile.bit_depth, timeout=timeout)
+                _, suffix = remux.deliverable_container(info, stream.audio_index)
+                result = remux.remux(info, stream.audio_index,
+                                     deliverable_tracks(wavs, profile, stream.language or settings.language),
+                                     job.out_dir / f"{job.title}{suffix}", bit_depth=profile.bit_depth,
+                                     timeout=timeout)
                 row.deliverable = str(result.path)
                 outputs.append(result.path)
         with timed("qc"):
@@ -189,9 +197,8 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
             if "stereo/MIX" in wavs:
                 stereo = qc.check_stems({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
                 row.stereo_lufs, row.stereo_tp_dbtp = stereo.output_lufs, stereo.true_peak_dbtp
-                checked = dataclasses.replace(checked, reasons=checked.reasons + tuple(
-                    f"stereo downmix: {r}" for r in stereo.reasons))
-                checked = dataclasses.replace(checked, qc="fail" if checked.reasons else "pass")
+                reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo.reasons)
+                checked = dataclasses.replace(checked, reasons=reasons, qc="fail" if reasons else "pass")
             fill_qc(row, checked)
             fps = info.video[0].frame_rate if info.has_video else None
             spots = spotting.spotting_list(checked.speech, _read(wavs["DX"]), rate, _supported_fps(fps),

@@ -34,6 +34,8 @@ class QcResult:
     output_lufs: float               # delivered mix, programme integrated
     dialog_gated_lufs: float         # delivered mix over the speech blocks
     lra_lu: float
+    short_term_max_lufs: float       # delivered mix, EBU Tech 3341 short-term (3 s) maximum
+    momentary_max_lufs: float        # delivered mix, momentary (400 ms) maximum
     dx_lufs: float
     me_lufs: float
     true_peak_dbtp: float            # max over every written stem
@@ -91,12 +93,15 @@ def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResul
     dx_speech = loudness.gated_loudness(blocks_dx, mask)
     dx_quiet = loudness.gated_loudness(blocks_dx, ~mask)
     e_dx, e_me = _energy_in(dx, speech, rate), _energy_in(me, speech, rate)
+    short_term = {n: loudness.short_term_loudness(data[n], rate, layout) for n in ("MIX", "DX", "ME")}
 
     result = dict(
         measurement=measurement, target_lufs=target, measured_lufs=measured,
         output_lufs=loudness.integrated_loudness(mix, rate, layout),
         dialog_gated_lufs=loudness.gated_loudness(blocks_mix, mask),
         lra_lu=loudness.loudness_range(mix, rate, layout),
+        short_term_max_lufs=float(short_term["MIX"].max()) if short_term["MIX"].size else float("-inf"),
+        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
         dx_lufs=loudness.integrated_loudness(dx, rate, layout),
         me_lufs=loudness.integrated_loudness(me, rate, layout),
         true_peak_dbtp=max(peaks.values()), stem_true_peaks=peaks, null_residual_dbfs=null_db,
@@ -105,7 +110,7 @@ def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResul
         me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
         dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
         samples=samples, rate=rate, speech=speech,
-        short_term={n: loudness.short_term_loudness(data[n], rate, layout) for n in ("MIX", "DX", "ME")},
+        short_term=short_term,
     )
     reasons = verdict(profile, layout, result)
     return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **result)

@@ -16,10 +16,13 @@ from .ffmpeg import add_output_options, run
 from .media import MediaInfo
 from .outputs import atomic_output
 
-# Containers that can hold PCM and that we keep; everything else (MP4 cannot hold PCM; ffmpeg's MXF muxer
-# takes only a few picture codecs and mono PCM tracks) is delivered as Matroska.
-KEEP_CONTAINER = {".mov": ("mov", ".mov"), ".mkv": ("matroska", ".mkv")}
-FALLBACK = ("matroska", ".mkv")
+MOV = ("mov", ".mov")
+MKV = ("matroska", ".mkv")
+# What ffmpeg's MOV muxer takes as a stream copy (picture) and beside our PCM tracks (the original audio).
+MOV_VIDEO = {"h264", "hevc", "prores", "dnxhd", "mpeg2video", "mpeg4", "mjpeg", "av1", "png", "qtrle", "rawvideo",
+             "dvvideo", "vp9"}
+MOV_AUDIO = {"aac", "alac", "mp3", "ac3", "eac3", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le",
+             "pcm_s32be", "pcm_f32le", "pcm_f32be", "pcm_u8"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,19 @@ class RemuxResult:
     seconds: float
 
 
-def deliverable_container(source: Path) -> tuple[str, str]:
-    """(ffmpeg muxer, suffix) for the deliverable of `source`: the same container where it holds PCM."""
-    return KEEP_CONTAINER.get(source.suffix.lower(), FALLBACK)
+def deliverable_container(info: MediaInfo, audio_index: int = 0) -> tuple[str, str]:
+    """(ffmpeg muxer, suffix) of the deliverable: the input's own container where it holds 24-bit PCM with its
+    channel layout — MOV always, Matroska for mono and stereo (its PCM codec has no channel-mask field, so
+    6 channels read back as layout "unknown") — else MOV when the picture and original audio can go in it,
+    else Matroska. MP4 cannot hold PCM, and ffmpeg's MXF muxer takes few picture codecs."""
+    suffix = info.path.suffix.lower()
+    stream = info.audio_stream(audio_index)
+    mov_ok = bool(info.video) and info.video[0].codec in MOV_VIDEO and stream.codec in MOV_AUDIO
+    if suffix == ".mov":
+        return MOV
+    if suffix == ".mkv" and (stream.channels <= 2 or not mov_ok):
+        return MKV
+    return MOV if mov_ok else MKV
 
 
 def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path, *,
@@ -48,7 +61,7 @@ def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path
     import time
 
     start = time.perf_counter()
-    muxer, _ = deliverable_container(info.path)
+    muxer, _ = deliverable_container(info, audio_index)
     src = tf.input(str(info.path.resolve()))
     streams = [src.video_stream(0)]
     wav_inputs = [tf.input(str(t.wav.resolve())) for t in tracks if t.wav is not None]

@@ -54,6 +54,8 @@ class ReportRow:
     stereo_lufs: float = math.nan      # stereo downmix of a 5.1 source (on request), integrated
     stereo_tp_dbtp: float = math.nan
     lra_lu: float = math.nan
+    short_term_max_lufs: float = math.nan
+    momentary_max_lufs: float = math.nan
     null_residual_dbfs: float = math.nan
     gain_db: float = math.nan
     limiter_db: float = math.nan
@@ -104,6 +106,7 @@ def section(row: ReportRow, profile=None) -> htmlreport.FileSection:
         htmlreport.FIG_TRUE_PEAK: num(row.true_peak_dbtp), "true peak MIX dBTP": num(row.mix_tp_dbtp),
         "true peak DX dBTP": num(row.dx_tp_dbtp), "true peak M&E dBTP": num(row.me_tp_dbtp),
         "gain dB": num(row.gain_db), "limiter dB": num(row.limiter_db), "LRA LU": num(row.lra_lu),
+        "short-term max LUFS": num(row.short_term_max_lufs), "momentary max LUFS": num(row.momentary_max_lufs),
         "null residual dBFS": num(row.null_residual_dbfs), "DX LUFS": num(row.dx_lufs), "M&E LUFS": num(row.me_lufs),
         "speech in M&E %": num(row.speech_leak_pct), "M&E vs DX in dialogue dB": num(row.me_to_dx_db),
         "DX without dialogue LU": num(row.dx_nonspeech_lu), "clipped samples": num(row.clipped_samples),

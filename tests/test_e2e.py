@@ -93,21 +93,33 @@ def test_stereo_mov_deliverable(batch):
     assert src == dst
 
 
-def test_5_1_mkv_deliverable_and_stems(batch):
-    mkv = batch["out"] / "reel2" / "reel2.mkv"
-    audio = _audio_streams(mkv)
+def test_5_1_mkv_source_is_delivered_as_mov_with_its_layout(batch):
+    """Matroska's PCM codec has no channel mask (ffprobe reads 6-channel PCM in .mkv as "unknown"), so a 5.1
+    Matroska source is delivered in MOV, where ffprobe reports 5.1 on every track."""
+    assert not (batch["out"] / "reel2" / "reel2.mkv").exists()
+    mov = batch["out"] / "reel2" / "reel2.mov"
+    audio = _audio_streams(mov)
     assert len(audio) == 4 and {s["channels"] for s in audio} == {6}
-    assert [s["tags"]["title"] for s in audio] == ["Original mix", "Delivered mix (ebu-r128)", "DX dialogue", "M&E"]
-    assert audio[3]["tags"]["language"] == "zxx"
-    for s in audio:   # Matroska keeps per-track durations as tags, e.g. "00:00:06.000000000"
-        h, m, sec = s["tags"]["DURATION"].split(":")
-        assert abs(int(h) * 3600 + int(m) * 60 + float(sec) - batch["surround"].seconds) <= FRAME
+    assert {s["channel_layout"] for s in audio} == {"5.1"}
+    assert [s["tags"]["handler_name"] for s in audio] == [
+        "Original mix", "Delivered mix (ebu-r128)", "DX dialogue", "M&E"]
+    for s in audio:
+        assert abs(float(s["duration"]) - batch["surround"].seconds) <= FRAME
     for stem in ("MIX", "DX", "ME"):
         (s,) = _audio_streams(batch["out"] / "reel2" / f"reel2_{stem}.wav")
         assert (s["codec_name"], s["sample_rate"], s["channels"], s["channel_layout"]) == ("pcm_s24le", "48000", 6, "5.1")
         assert int(s["duration_ts"]) == 6 * 48000
     dx, _ = sf.read(str(batch["out"] / "reel2" / "reel2_DX.wav"), always_2d=True)
     assert np.all(dx[:, 3] == 0)        # LFE stays in M&E
+
+
+def test_stereo_mkv_stays_mkv(tmp_path):
+    from pipeline.media import probe
+    from pipeline.remux import deliverable_container
+    reel = make_demo_reel(tmp_path / "s.mkv", seconds=1, layout="stereo", seed=1)
+    assert deliverable_container(probe(reel.path)) == ("matroska", ".mkv")
+    mp4 = make_demo_reel(tmp_path / "s.mp4", seconds=1, layout="stereo", seed=1)
+    assert deliverable_container(probe(mp4.path)) == ("mov", ".mov")      # MP4 cannot hold PCM
 
 
 @pytest.mark.parametrize("title", ["reel_1", "reel2", "hot"])
@@ -198,3 +210,21 @@ def test_html_report_has_a_section_per_file(batch):
     assert page.count('src="data:image/png;base64,') == 3     # one loudness plot per delivered file
     for title in ("reel 1.mov", "reel2.mkv", "hot.wav", "broken.mov", "silent_picture.mp4"):
         assert title in page
+
+
+def test_mkv_deliverable_titles_and_languages(tmp_path):
+    """Matroska keeps `title` and the ISO 639-2 code zxx on the M&E track (MOV keeps handler_name only)."""
+    from pipeline.audio import write_wav
+    from pipeline.media import probe
+    from pipeline.remux import Track, remux
+
+    reel = make_demo_reel(tmp_path / "s.mkv", seconds=2, layout="stereo", seed=2)
+    x = np.zeros((2 * 48000, 2), np.float32)
+    wav = write_wav(tmp_path / "z.wav", x, 48000, "stereo")
+    tracks = [Track(None, "Original mix", "fra"), Track(wav, "Delivered mix", "fra"), Track(wav, "DX dialogue", "fra"),
+              Track(wav, "M&E", "zxx")]
+    out = remux(probe(reel.path), 0, tracks, tmp_path / "out.mkv").path
+    audio = _audio_streams(out)
+    assert [s["tags"]["title"] for s in audio] == ["Original mix", "Delivered mix", "DX dialogue", "M&E"]
+    assert [s["tags"]["language"] for s in audio] == ["fra", "fra", "fra", "zxx"]
+    assert [s["disposition"]["default"] for s in audio] == [1, 0, 0, 0]

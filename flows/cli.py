@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("profiles", help="list the delivery profiles")
 
+    verify = sub.add_parser("verify", help="check every title's manifest against the files on disk")
+    verify.add_argument("out", type=Path)
+
     models = sub.add_parser("models", help="separation models usable on this machine")
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="models usable locally (bundled dfn3 and the user's model repo)")
@@ -132,6 +135,18 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args) -> int:
+    from pipeline.manifest import verify_tree
+    if not args.out.is_dir():
+        raise SystemExit(f"reelsplit: {args.out}: not a folder")
+    results = verify_tree(args.out)
+    for title, problems in results.items():
+        print(f"{'ok' if not problems else 'BAD':<4} {title}" + ("" if not problems else ": " + "; ".join(problems)))
+    bad = sum(bool(p) for p in results.values())
+    print(f"{len(results) - bad} of {len(results)} titles verified")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
 def cmd_train(args) -> int:
     from pipeline.train import train
     if args.minutes is None and args.steps is None:
@@ -201,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_console(args.verbose)
     try:
         return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models,
-                "train": cmd_train, "corpus": cmd_corpus}[args.command](args)
+                "train": cmd_train, "corpus": cmd_corpus, "verify": cmd_verify}[args.command](args)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"reelsplit: error: {where}{exc}", file=sys.stderr)

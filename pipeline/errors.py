@@ -50,3 +50,9 @@ class OutputError(PipelineError):
     """An output could not be written (disk full, permissions, lock held)."""
 
     stage = "output"
+
+
+class TitleLockedError(OutputError):
+    """Another reelsplit run holds this output title's lock."""
+
+    stage = "lock"

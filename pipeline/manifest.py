@@ -58,3 +58,26 @@ def is_complete(folder: Path, key: str) -> Manifest | None:
         if not p.is_file() or p.stat().st_size != meta.get("bytes"):
             return None
     return manifest
+
+
+def verify(folder: Path) -> list[str]:
+    """Problems with one title folder: its manifest missing or unreadable, an output missing, or an output whose
+    size or SHA-256 differs from what the manifest recorded. Empty when everything checks out."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return [f"{MANIFEST} missing or unreadable (the title never completed)"]
+    problems = []
+    for name, meta in sorted(manifest.outputs.items()):
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif path.stat().st_size != meta.get("bytes"):
+            problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {meta.get('bytes')}")
+        elif sha256_file(path) != meta.get("sha256"):
+            problems.append(f"{name}: checksum differs from the manifest")
+    return problems
+
+
+def verify_tree(out: Path) -> dict[str, list[str]]:
+    """`verify` for every title folder under `out` (folders other than reports/)."""
+    return {d.name: verify(d) for d in sorted(Path(out).iterdir()) if d.is_dir() and d.name != "reports"}

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError
+from .errors import OutputError, TitleLockedError
 
 PARTIAL_MARK = ".partial-"
 
@@ -71,3 +73,31 @@ def remove_partials(folder: Path) -> int:
                 p.unlink()
                 count += 1
     return count
+
+
+LOCK_NAME = ".reelsplit.lock"
+
+
+@contextlib.contextmanager
+def title_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock of one output title (OUT/<title>/.reelsplit.lock) for this process.
+
+    An advisory `flock`: the kernel drops it when the process dies (kill -9 included), so a crashed run never
+    leaves a stale lock. Raises OutputError naming the holder when another run has it.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder}: {exc.strerror}", folder) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise TitleLockedError(f"being processed by another reelsplit run ({holder})", folder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)   # closing releases the flock

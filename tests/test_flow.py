@@ -115,3 +115,26 @@ def test_stereo_downmix_of_a_5_1_source(harness, tmp_path):
     meter = ffmpeg_ebur128(folder / "sur_MIX.wav")
     assert abs(meter["I"] - (-23.0)) <= 0.5 and meter["TP"] <= -1.0
     assert abs(row.stereo_lufs - meter["I"]) <= 0.15
+
+
+def test_title_lock_and_verify(harness, tmp_path):
+    """A title another run holds is skipped with the reason (nothing of it touched); `reelsplit verify` checks
+    every output against its manifest and names a damaged file."""
+    from flows.reel import run
+    from pipeline.outputs import title_lock
+
+    reel = _tone_and_noise(tmp_path / "in" / "a.wav", 3, 2, "stereo", 5)
+    out = tmp_path / "out"
+    with title_lock(out / "a"):
+        (row,) = run([reel], out, resolve("dfn3"), Settings.load(), load_profile("ebu-r128")).rows
+    assert row.status == "skipped" and "being processed by another reelsplit run (pid" in row.error
+    assert not list((out / "a").glob("*.wav"))
+    (row,) = run([reel], out, resolve("dfn3"), Settings.load(), load_profile("ebu-r128")).rows
+    assert row.status == "ok"
+    proc = run_cli("verify", out, timeout=60)
+    assert proc.returncode == 0 and "ok   a" in proc.stdout
+    with open(out / "a" / "a_DX.wav", "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x7f\x7f\x7f")
+    proc = run_cli("verify", out, timeout=60)
+    assert proc.returncode == 1 and "a_DX.wav: checksum differs from the manifest" in proc.stdout

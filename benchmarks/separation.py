@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.cleanup import clean_dialogue  # noqa: E402
 from pipeline.config import SeparationSettings  # noqa: E402
-from pipeline.models import ModelSpec, repo_entries, resolve, user_model_repo  # noqa: E402
+from pipeline.models import BUNDLED_REPO, ModelSpec, repo_entries, resolve, user_model_repo  # noqa: E402
 from pipeline.separate import Separation, load_separator  # noqa: E402
 
 RATE = 48000
@@ -121,9 +121,8 @@ def methods(model_specs: list[str]) -> dict[str, callable]:
     per_channel = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), replace(settings, dfn3_pairs="channels"))
     out["dfn3 per channel"] = lambda mix: _pair(per_channel.separate(mix, RATE, "stereo"))
     specs = [resolve(s) for s in model_specs]
-    specs += [ModelSpec("demucs", name, "repo" if p.suffix != ".safetensors" else "file",
-                        user_model_repo() if p.suffix != ".safetensors" else p)
-              for name, p in repo_entries(user_model_repo()).items() if name not in {s.name for s in specs}]
+    installed = {**repo_entries(BUNDLED_REPO), **repo_entries(user_model_repo())}
+    specs += [resolve(name) for name in installed if name not in {s.name for s in specs}]
     for spec in specs:
         sep = load_separator(spec, settings)
         out[f"demucs {spec.name}"] = lambda mix, sep=sep: _pair(sep.separate(mix, RATE, "stereo"))

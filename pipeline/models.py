@@ -26,6 +26,8 @@ AUTO_PREFERRED = "htdemucs"
 OFFLINE_ENV = "REELSPLIT_OFFLINE"
 REPO_ENV = "REELSPLIT_MODEL_REPO"
 HF_NAMESPACE = "adefossez"  # where demucs.hf looks for pretrained bags
+# Models the project ships (safetensors, checksum in the name): searched after the user's repo.
+BUNDLED_REPO = Path(__file__).resolve().parent.parent / "models"
 
 
 def user_model_repo() -> Path:
@@ -155,6 +157,8 @@ def resolve(spec: str) -> ModelSpec:
         return ModelSpec("demucs", split_checksum(path.stem)[0], "file", path)
     repo = user_model_repo()
     found = repo_entries(repo).get(spec)
+    if found is None and spec in repo_entries(BUNDLED_REPO):
+        return ModelSpec("demucs", spec, "bundled", repo_entries(BUNDLED_REPO)[spec])
     if found is not None:
         # demucs's LocalRepo reads .th and .yaml; a .safetensors is loaded as a file (checksum verified)
         return ModelSpec("demucs", spec, "file", found) if found.suffix == ".safetensors" else \
@@ -189,10 +193,10 @@ def load_demucs(spec: ModelSpec):
     from demucs.repo import ModelLoadingError
 
     try:
-        if spec.source == "file" and spec.path is not None and verify_checksum(spec.path) is False:
+        if spec.source in ("file", "bundled") and spec.path is not None and verify_checksum(spec.path) is False:
             raise ModelError(f"checksum mismatch for {spec.path}: the file is corrupt or was modified "
                              "(its name carries the first 8 hex digits of its SHA-256)")
-        if spec.source == "file" and spec.path is not None and spec.path.suffix == ".safetensors":
+        if spec.source in ("file", "bundled") and spec.path is not None and spec.path.suffix == ".safetensors":
             from demucs.hf import load_safetensors_model
             model = load_safetensors_model(spec.path)
         elif spec.source == "file" and spec.path is not None:
@@ -258,6 +262,8 @@ def list_local(repo: Path | None = None) -> list[ModelInfo]:
     with checksum_ok False and no stems rather than hidden."""
     repo = repo or user_model_repo()
     found = [info(ModelSpec(DFN3, DFN3, "bundled"))]
+    for name, path in repo_entries(BUNDLED_REPO).items():
+        found.append(info(ModelSpec("demucs", name, "bundled", path)))
     for name, path in repo_entries(repo).items():
         spec = ModelSpec("demucs", name, "file", path) if path.suffix == ".safetensors" else \
             ModelSpec("demucs", name, "repo", repo)

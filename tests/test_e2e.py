@@ -160,13 +160,14 @@ def test_delivered_dx_is_dialogue(batch):
 
 
 def test_audio_only_input_gets_wav_stems_only(batch):
-    assert sorted(p.name for p in (batch["out"] / "hot").iterdir()) == [
+    assert sorted(p.name for p in (batch["out"] / "hot").iterdir() if not p.name.startswith(".")) == [
         "hot_DX.wav", "hot_ME.wav", "hot_MIX.wav", "hot_dialogue.csv", "hot_dialogue.srt", "manifest.json"]
 
 
 def test_rerun_skips_finished_files(batch):
     out = batch["out"]
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*") if p.is_file() and p.parent.name != "reports"}
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*")   # outputs, not reports or the lock files
+              if p.is_file() and p.parent.name != "reports" and not p.name.startswith(".")}
     proc = run_cli("run", *batch["inputs"], "--out", out)
     assert proc.returncode == 1
     report = pd.read_csv(out / "reports" / "latest.csv").set_index("title")

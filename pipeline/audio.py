@@ -37,7 +37,9 @@ def check_layout(stream: AudioStream, path: Path) -> str:
 def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) -> np.ndarray:
     """Decode audio stream `stream` of `path` to float32 (samples, channels) at the stream's own rate.
 
-    All channels are kept in ffmpeg's order for the layout (5.1: L R C LFE Ls Rs).
+    All channels are kept in ffmpeg's order for the layout (5.1: L R C LFE Ls Rs). A damaged stream — packets
+    ffmpeg could not decode, or less audio than the file declares (truncated) — is a MediaError: ffmpeg exits
+    0 on both, and a reel delivered short or out of sync must not look complete.
     """
     src = tf.input(str(Path(path).resolve()))
     cmd = (
@@ -51,13 +53,19 @@ def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) ->
     assert proc.stdout is not None
     while block := proc.stdout.read(BLOCK_FRAMES * 4 * stream.channels):
         chunks.append(block)
-    finish(proc, timeout=timeout, path=path)
+    errors = finish(proc, timeout=timeout, path=path).count("Error while decoding")
     raw = b"".join(chunks)
     audio = np.frombuffer(raw, dtype="<f4")
     usable = audio.size - audio.size % stream.channels
     audio = audio[:usable].reshape(-1, stream.channels)
     if audio.shape[0] == 0:
         raise MediaError("the audio stream decoded to no samples", path)
+    if errors:
+        raise MediaError(f"damaged audio: {errors} packet(s) could not be decoded (corrupt data)", path)
+    declared, got = stream.duration_s, audio.shape[0] / stream.sample_rate
+    if declared and declared - got > max(0.05, 0.01 * declared):
+        raise MediaError(f"damaged audio: decoded only {got:.2f} s of the {declared:.2f} s the file declares "
+                         "(truncated or corrupt)", path)
     return audio
 
 

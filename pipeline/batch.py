@@ -18,7 +18,8 @@ class BatchItem:
 def safe_title(stem: str) -> str:
     """A file-system-safe title from a file stem: keeps letters, digits, unicode, `-_.`; no leading dash/dot."""
     title = re.sub(r"[^\w.\-]+", "_", stem, flags=re.UNICODE).strip("._-")
-    return title[:120] or "reel"
+    title = title.encode("utf-8")[:120].decode("utf-8", "ignore").rstrip("._-")   # bytes: NAME_MAX is 255 bytes
+    return title or "reel"
 
 
 def discover(named: list[Path]) -> list[BatchItem]:
@@ -27,18 +28,31 @@ def discover(named: list[Path]) -> list[BatchItem]:
     files: list[tuple[Path, str]] = []
     for raw in named:
         p = Path(raw).expanduser().absolute()
-        if p.is_dir():
-            found = sorted(c for c in p.iterdir()
-                           if c.is_file() and c.suffix.lower() in MEDIA_SUFFIXES and not c.name.startswith("."))
-            files += [(c, "") for c in found]
-        elif p.exists():
-            files.append((p, ""))
-        else:
-            files.append((p, "file not found"))
+        try:
+            if p.is_dir():
+                found = []
+                for c in sorted(p.iterdir()):
+                    if c.suffix.lower() not in MEDIA_SUFFIXES or c.name.startswith("."):
+                        continue
+                    try:
+                        if c.is_file():
+                            found.append((c, ""))
+                    except OSError as exc:
+                        found.append((c, f"cannot be read: {exc.strerror.lower()} (folder not searchable)"))
+                files += found or [(p, "folder has no media files")]
+            elif p.exists():
+                files.append((p, ""))
+            else:
+                files.append((p, "file not found"))
+        except OSError as exc:
+            files.append((p, f"cannot be read: {(exc.strerror or str(exc)).lower()}"))
     seen: set[Path] = set()
     unique = []
     for p, problem in files:
-        key = p.resolve() if p.exists() else p
+        try:
+            key = p.resolve() if p.exists() else p
+        except OSError:
+            key = p
         if key not in seen:
             seen.add(key)
             unique.append((p, problem))

@@ -129,7 +129,7 @@ def popen_writer(cmd: Sequence[str]) -> subprocess.Popen:
     )
 
 
-def finish(proc: subprocess.Popen, *, timeout: float | None = None, path: Path | None = None) -> None:
+def finish(proc: subprocess.Popen, *, timeout: float | None = None, path: Path | None = None) -> str:
     """Wait for a streaming process, raising FfmpegError on a non-zero exit or a timeout."""
     if proc.stdin is not None and proc.stdin.closed:
         proc.stdin = None  # we already closed it after feeding; communicate() must not flush it
@@ -143,3 +143,4 @@ def finish(proc: subprocess.Popen, *, timeout: float | None = None, path: Path |
         text = (stderr or b"").decode("utf-8", errors="replace")
         log.debug("stderr of failed command:\n%s", text)
         raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {last_error_line(text)}", path)
+    return (stderr or b"").decode("utf-8", errors="replace")

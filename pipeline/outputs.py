@@ -46,7 +46,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot write {final.name}: {exc.strerror or exc}", final) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):   # never hide the real error behind the cleanup's
             tmp.unlink()
 
 

@@ -64,6 +64,17 @@ def truncate(path: Path, keep: float) -> Path:
     return path
 
 
+def truncate_wav(path: Path, keep: float, channels: int = 2, sample_bytes: int = 3) -> Path:
+    """Cut a PCM WAV's tail inside a sample frame (as a copy interrupted mid-write leaves it): the RIFF header
+    still declares the full length."""
+    data = path.read_bytes()
+    start = data.index(b"data") + 8
+    frame = channels * sample_bytes
+    frames = int((len(data) - start) * keep) // frame
+    path.write_bytes(data[:start + frames * frame + frame // 2])
+    return path
+
+
 def flip_middle(path: Path, length: int = 4096) -> Path:
     """Invert `length` bytes in the middle of the file (the media data, not the header)."""
     data = bytearray(path.read_bytes())
@@ -101,7 +112,7 @@ def build(root: Path) -> Corpus:
     # --- damaged files
     # faststart: the header (moov) first, so cutting the tail keeps it and loses media data
     cases["truncated_mov"] = truncate(movie(drop / "truncated.mov", extra=("-movflags", "+faststart")), 0.6)
-    cases["truncated_wav"] = truncate(wav(drop / "truncated.wav"), 0.6)   # header says 1.5 s, data has 0.9 s
+    cases["truncated_wav"] = truncate_wav(wav(drop / "truncated.wav"), 0.6)   # header says 1.5 s, data 0.9 s
     cases["corrupted_mov"] = flip_middle(movie(drop / "corrupted.mov", acodec="aac", extra=("-b:a", "96k")))
     cases["zero_length"] = drop / "zero.mov"
     cases["zero_length"].write_bytes(b"")

@@ -8,7 +8,8 @@ need a process that permissions apply to: the tests run as root, who reads anyth
 CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped from its bounding set (`setpriv`), which makes root obey file
 modes like any user (skipped, with the reason, where that cannot be done).
 
-A case that exposes a bug asserts the correct behaviour and is marked xfail(strict=True) naming the fix.
+Each case asserts the behaviour a user relies on; the six that first failed (long unicode names, an empty or
+unsearchable folder, truncated and corrupted media) were fixed in pipeline/batch.py, audio.py, ffmpeg.py, outputs.py.
 """
 from __future__ import annotations
 
@@ -50,7 +51,6 @@ PROCESSED = {
     "opus_opus": (2, 48000, False, "pass"),
     "two_streams": (2, 48000, True, "pass"),          # the first stream (stereo), not a:1 (mono)
     "variable_frame_rate": (2, 48000, True, "pass"),
-    "truncated_wav": (2, 48000, False, "pass"),       # ffprobe measures a WAV by its size: what is there
     "digital_silence": (2, 48000, True, "fail"),      # delivered as silence, QC says -inf LUFS
     "single_sample": (2, 48000, False, "fail"),       # delivered (1 sample), QC says -inf LUFS
     "name_spaces": (2, 48000, True, "pass"),
@@ -75,29 +75,6 @@ FAILED = {
     "directory_as_file": ("input", "no media files"),
 }
 
-XFAIL = {
-    "name_long_unicode": (
-        "safe_title() (pipeline/batch.py) caps the title at 120 *characters*, not bytes: 82 CJK characters are "
-        "246 bytes, so `.<title>_MIX.partial-<pid>.wav` passes the 255-byte NAME_MAX and the write stage fails "
-        "with 'File name too long' (a processable input rejected). Cap the title by its UTF-8 length "
-        "(e.g. 120 bytes, cut on a character boundary). Also pipeline/outputs.py atomic_output(): its cleanup "
-        "`tmp.unlink()` suppresses only FileNotFoundError, so the unlink's own ENAMETOOLONG replaces ffmpeg's "
-        "error; suppress OSError there."),
-    "directory_as_file": (
-        "discover() (pipeline/batch.py) expands a named folder to its media files and silently drops it when it "
-        "has none: a path the user named gets no report row and, alone, the run exits 0 with '0 file(s)'. "
-        "Give a named folder with no media files an item with problem 'folder has no media files' (stage input)."),
-}
-DAMAGED_XFAIL = (
-    "Damaged media is delivered silently short and out of sync. pipeline/audio.py extract() decodes with ffmpeg, "
-    "which exits 0 after 'Error while decoding stream' / 'partial file' and simply drops what it cannot decode: "
-    "the tail-cut .mov gives 0.90 s of the 1.50 s its header declares, the .mov with 4 KB flipped in its AAC "
-    "gives 1.22 s (packets lost mid-file, so everything after them moves earlier against the picture). "
-    "steps._stages() goes on, the row says duration 1.5 s and QC pass. Fix in audio.extract(): keep the stream's "
-    "timeline (`-af aresample=async=1:first_pts=0`, gaps filled with silence) and check the decoded length "
-    "against stream.duration_s / info.duration_s (and ffmpeg's decode-error lines): raise MediaError('damaged "
-    "audio: decoded only 0.90 s of the 1.50 s the file declares (truncated?)'), or deliver with that as a QC "
-    "failure and the decoded duration in the row.")
 DAMAGE_WORDS = ("truncated", "damaged", "corrupt", "decod")
 
 ABSENT = {"directory_in_drop"}   # a folder inside the drop folder is not a file: ignored, no row
@@ -120,7 +97,8 @@ def corpus(tmp_path_factory):
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry under `root` (links not followed): kind, mode, mtime, link target or content hash."""
+    """Every entry under `root` (links not followed): kind, mode, and mtime plus link target or content hash
+    (files, links) or the names inside (folders)."""
     found = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -130,8 +108,9 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 what = os.readlink(p)
             elif stat.S_ISREG(st.st_mode):
                 what = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                what = "dir"
+            else:   # a folder: its entries (its mtime moves when the test deletes the vanishing files)
+                found[os.fsdecode(p)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), sorted(os.listdir(p)))
+                continue
             found[os.fsdecode(p)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_mtime_ns, what)
     return found
 
@@ -178,7 +157,7 @@ def batch(harness, corpus, tmp_path_factory):
 # --- per case ------------------------------------------------------------------------------------------------
 
 def _param(name):
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=XFAIL[name])) if name in XFAIL else name
+    return name
 
 
 @pytest.mark.slow
@@ -221,8 +200,7 @@ def test_failed_with_one_line_reason(batch, case):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=DAMAGED_XFAIL)
-@pytest.mark.parametrize("case", ["truncated_mov", "corrupted_mov"])
+@pytest.mark.parametrize("case", ["truncated_mov", "truncated_wav", "corrupted_mov"])
 def test_damaged_media_is_not_delivered_silently_short(batch, case):
     """Either the file fails at extract saying it is damaged, or it is delivered at its full length (audio kept
     in sync with the picture) with the damage named in the QC reasons."""
@@ -265,6 +243,8 @@ def test_inputs_never_modified(batch):
         gone = os.fsdecode(batch["corpus"].drop / name)
         assert gone not in after
         del before[gone]
+    drop = os.fsdecode(batch["corpus"].drop)
+    before[drop] = before[drop][:2] + (sorted(set(before[drop][2]) - set(VANISH)),)
     assert after == before
 
 
@@ -272,8 +252,8 @@ def test_inputs_never_modified(batch):
 def test_no_shell_ever_sees_a_file_name(batch):
     corpus = batch["corpus"]
     assert batch["rows"]["name_cmd_subst"].status == batch["rows"]["path_cmd_subst"].status == "ok"
-    assert not list(corpus.root.rglob("pwned")) and not (ROOT / "pwned").exists()
-    assert not list(batch["out"].rglob("pwned")) and not Path("pwned").exists()
+    made = [p for where in (corpus.root, batch["out"]) for p in where.rglob("pwned") if not p.is_dir()]
+    assert not made and not (ROOT / "pwned").exists() and not Path("pwned").exists()
     if not batch["pwned_before"]:
         assert not Path("/tmp/pwned").exists()
 
@@ -295,6 +275,20 @@ def test_variable_frame_rate_picture_copied_packet_for_packet(batch):
 
     source = packets(batch["corpus"].cases["variable_frame_rate"])
     assert len(source) > 50 and packets(row.deliverable) == source   # timestamps, sizes and data
+
+
+@pytest.mark.slow
+def test_silence_and_a_single_sample_are_delivered_and_flagged(batch):
+    """Nothing to measure: no gain (never +30 dB of noise, never NaN), the outputs written as they are, and QC
+    says why it fails."""
+    for case, frames in (("digital_silence", int(hostile_corpus.SECONDS * hostile_corpus.RATE)),
+                         ("single_sample", 1)):
+        row = batch["rows"][case]
+        assert row.gain_db == 0.0 and "integrated -inf LUFS" in row.qc_reasons, (row.gain_db, row.qc_reasons)
+        mix, _ = sf.read(str(batch["out"] / row.title / f"{row.title}_MIX.wav"), always_2d=True)
+        assert mix.shape == (frames, 2)
+    mix, _ = sf.read(str(batch["out"] / "silence" / "silence_MIX.wav"), always_2d=True)
+    assert not mix.any()
 
 
 @pytest.mark.slow
@@ -385,12 +379,6 @@ def test_cli_unreadable_file_and_leading_dash(corpus, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline/batch.py discover(): Path.is_dir()/is_file()/exists() re-raise PermissionError (EACCES) for a "
-    "path inside a folder without search (x) permission, and iterdir() for an unreadable folder; the error "
-    "escapes reel_flow() before any file is processed, so the whole batch dies with a Traceback (exit 1, no "
-    "report). Catch OSError per named path and per folder entry in discover() and turn it into "
-    "BatchItem(problem='permission denied (folder not searchable)'), reported at stage input."))
 def test_cli_unsearchable_folder_fails_only_its_files(corpus, tmp_path):
     work = tmp_path / "in"
     work.mkdir()

@@ -138,3 +138,15 @@ def test_title_lock_and_verify(harness, tmp_path):
         fh.write(b"\x7f\x7f\x7f")
     proc = run_cli("verify", out, timeout=60)
     assert proc.returncode == 1 and "a_DX.wav: checksum differs from the manifest" in proc.stdout
+
+
+def test_cli_strict_makes_qc_failures_exit_1(tmp_path):
+    """A file that misses its spec is delivered; the exit code says so only with --strict (also when skipped)."""
+    spec_file = tmp_path / "stereo-only.yaml"
+    spec_file.write_text("name: stereo-only\ntarget_lufs: -23\ntrue_peak_dbtp: -1\nlayouts: [stereo]\n")
+    surround = _tone_and_noise(tmp_path / "in" / "six.wav", 3, 6, "5.1", 6)
+    args = ("run", surround, "--out", tmp_path / "out", "--profile", spec_file, "--model", "dfn3")
+    plain = run_cli(*args)
+    assert plain.returncode == 0 and "QC: 1 fail" in plain.stdout and "layout 5.1 not among" in plain.stdout
+    strict = run_cli(*args, "--strict")
+    assert strict.returncode == 1 and "skipped" in strict.stdout

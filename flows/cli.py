@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import OutputError, PipelineError
 
 from .logs import add_file_log, setup_console
 
@@ -191,7 +191,10 @@ def cmd_run(args) -> int:
     from .reel import run
 
     out = args.out.expanduser().absolute()
-    add_file_log(out / "reports" / "reelsplit.log")
+    try:
+        add_file_log(out / "reports" / "reelsplit.log")
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
     summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
                   audio_stream=args.stream)
     ok = sum(r.status == "ok" for r in summary.rows)

@@ -68,3 +68,12 @@ def test_cli_profiles_table():
     proc = run_cli("profiles", timeout=60)
     assert proc.returncode == 0
     assert "ebu-r128" in proc.stdout and "-23.0 LUFS" in proc.stdout and "-2.0 dBTP" in proc.stdout
+
+
+def test_cli_unwritable_out_is_one_line(tmp_path):
+    media = tmp_path / "x.wav"
+    media.write_bytes(b"")
+    proc = run_cli("run", media, "--out", "/proc/1/reelsplit-out", "--model", "dfn3", timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "/proc/1/reelsplit-out: cannot write to the output folder" in lines[0]

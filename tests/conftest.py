@@ -35,6 +35,14 @@ def offline_env(tmp_path_factory):
     os.environ.update(saved)
 
 
+@pytest.fixture(scope="session")
+def harness(offline_env):
+    """One Prefect test server (temporary SQLite) for every in-process flow run of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: `python -m flows.cli ...`, capturing text output."""
     return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], cwd=ROOT, capture_output=True,

@@ -16,13 +16,6 @@ RATE = 48000
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def reels(tmp_path_factory):
     root = tmp_path_factory.mktemp("reels")
     return [make_demo_reel(root / "st.wav", seconds=8, layout="stereo", seed=31).path,

@@ -14,13 +14,6 @@ from tiny_demucs import write_tiny_model
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _tone_and_noise(path, seconds, channels, layout, seed):
     rng = np.random.default_rng(seed)
     n = int(seconds * 48000)

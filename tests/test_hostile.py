@@ -85,13 +85,6 @@ VANISH = {"vanish_before_probe.wav": "probe", "vanish_before_extract.wav": "extr
 # --- fixtures ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return hostile_corpus.build(tmp_path_factory.mktemp("hostile"))
 

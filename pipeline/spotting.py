@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .errors import MediaError
 from .loudness import integrated_loudness
 from .outputs import write_text_atomic
 from .timecode import Rate, format_timecode
@@ -60,14 +61,41 @@ def spotting_list(regions: Iterable[RegionLike], dx: np.ndarray, rate: int,
     """
     x = np.asarray(dx)
     x = x[:, None] if x.ndim == 1 else x
-    duration = x.shape[0] / rate
-    has_lfe = x.shape[1] == 6 and layout in (None, "5.1", "5.1(side)")
+    return _spots(regions, x.shape[0], x.shape[1], lambda a, b: x[a:b], rate, fps, merge_gap_s, layout)
+
+
+def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: int,
+                           fps: Fraction | float | str | Rate | None, *, merge_gap_s: float = 0.5,
+                           layout: str | None) -> list[Spot]:
+    """`spotting_list` of the dialogue stem in the WAV (or RF64) file `wav_path`, reading only each spot's
+    samples from it: memory O(the longest spot), whatever the reel's length. `rate` must be the file's."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(wav_path)) as f:
+            if f.samplerate != rate:
+                raise ValueError(f"{wav_path}: sample rate {f.samplerate} Hz, expected {rate} Hz")
+
+            def read(a: int, b: int) -> np.ndarray:
+                f.seek(a)
+                return f.read(b - a, dtype="float32", always_2d=True)
+
+            return _spots(regions, f.frames, f.channels, read, rate, fps, merge_gap_s, layout)
+    except sf.LibsndfileError as exc:
+        raise MediaError(f"cannot read the dialogue stem: {exc.error_string}", wav_path) from exc
+
+
+def _spots(regions: Iterable[RegionLike], frames: int, channels: int, read: Callable[[int, int], np.ndarray],
+           rate: int, fps, merge_gap_s: float, layout: str | None) -> list[Spot]:
+    """Spots of `frames` x `channels` audio whose samples [a, b) `read(a, b)` gives (see `spotting_list`)."""
+    duration = frames / rate
+    has_lfe = channels == 6 and layout in (None, "5.1", "5.1(side)")
     spots = []
     for r in merge_regions(regions, merge_gap_s):
         start, end = max(0.0, r.start_s), min(duration, r.end_s)
         if end <= start:
             continue
-        seg = x[round(start * rate) : round(end * rate)]
+        seg = read(round(start * rate), round(end * rate))
         spots.append(Spot(
             index=len(spots) + 1, start_s=start, end_s=end, duration_s=end - start,
             start_tc=format_timecode(start, fps) if fps is not None else "",

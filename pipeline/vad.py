@@ -98,14 +98,22 @@ def _mono_16k(x: np.ndarray, rate: int, block: int) -> Iterator[np.ndarray]:
 
     Downmix: the mean of the channels; for 6 channels (L R C LFE Ls Rs) the mean of the five without the LFE.
     """
-    n_ch = x.shape[1]
+    return _mono_16k_read(lambda a, count: x[a : a + count], x.shape[0], x.shape[1], rate, block)
+
+
+def _mono_16k_read(read, frames: int, n_ch: int, rate: int, block: int) -> Iterator[np.ndarray]:
+    """As `_mono_16k`, of audio `frames` x `n_ch` got through `read(start, count)`, `block` samples a call."""
     keep = [0, 1, 2, 4, 5] if n_ch == 6 else list(range(n_ch))
     weights = np.zeros(n_ch, np.float32)
     weights[keep] = 1.0 / len(keep)
     stream = None if rate == SR else soxr.ResampleStream(rate, SR, 1, dtype="float32", quality="HQ")
-    for a in range(0, x.shape[0], block):
-        mono = (x[a : a + block] @ weights).astype(np.float32, copy=False)
-        yield mono if stream is None else stream.resample_chunk(mono, last=a + block >= x.shape[0])
+    for a in range(0, frames, block):
+        x = np.asarray(read(a, min(block, frames - a)))
+        if x.shape != (min(block, frames - a), n_ch):
+            raise ValueError(f"reader returned {x.shape} for {min(block, frames - a)} samples at {a} "
+                             f"of {frames} x {n_ch}")
+        mono = (x @ weights).astype(np.float32, copy=False)
+        yield mono if stream is None else stream.resample_chunk(mono, last=a + block >= frames)
 
 
 def _chunk_probs(history: np.ndarray, chunk: np.ndarray) -> np.ndarray:
@@ -134,9 +142,15 @@ def _frame_probs(audio: np.ndarray, rate: int, chunk_s: float) -> tuple[np.ndarr
     if chunk_s <= 0:
         raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
     chunk = max(1, round(chunk_s * SR / WIN)) * WIN
+    return _pieces_probs(_mono_16k(x, rate, block=max(1, math.ceil(min(chunk / SR, 10.0) * rate))), chunk_s)
+
+
+def _pieces_probs(pieces: Iterable[np.ndarray], chunk_s: float) -> tuple[np.ndarray, int]:
+    """`_frame_probs` of 16 kHz mono audio that arrives as `pieces` of any length, run `chunk_s` at a time."""
+    chunk = max(1, round(chunk_s * SR / WIN)) * WIN
     history = np.zeros(_WARM_FRAMES * WIN, np.float32)  # silence before the start
     pending, have, parts, total = [], 0, [], 0
-    for piece in _mono_16k(x, rate, block=max(1, math.ceil(min(chunk / SR, 10.0) * rate))):  # <= 10 s
+    for piece in pieces:
         pending.append(piece)
         have, total = have + piece.size, total + piece.size
         while have >= chunk:
@@ -181,14 +195,42 @@ def speech_regions(audio: np.ndarray, rate: int, *, threshold: float = 0.5, min_
     into ~33 s lanes run as one batch: about 0.15 s per minute of audio on one CPU thread, and beyond the
     result about 0.2 MB per second of chunk (115 MB at the default 600 s) whatever the input's length.
     """
+    probs, n16 = _frame_probs(audio, rate, chunk_s)
+    return _probs_regions(probs, n16, np.shape(audio)[0] / rate, threshold, min_speech_s, min_silence_s, pad_s)
+
+
+def _probs_regions(probs: np.ndarray, n16: int, duration: float, threshold: float, min_speech_s: float,
+                   min_silence_s: float, pad_s: float) -> tuple[Region, ...]:
+    """Regions, clipped to [0, duration], from frame probabilities of `n16` samples at 16 kHz (silero's
+    hysteresis, as `speech_regions` describes)."""
     from silero_vad import get_speech_timestamps_from_probs
 
-    probs, n16 = _frame_probs(audio, rate, chunk_s)
     stamps = get_speech_timestamps_from_probs(
         probs.tolist(), sampling_rate=SR, threshold=threshold, min_speech_duration_ms=min_speech_s * 1000,
         min_silence_duration_ms=min_silence_s * 1000, speech_pad_ms=pad_s * 1000, audio_length_samples=n16)
-    duration = np.shape(audio)[0] / rate
     return tuple(Region(max(0.0, s["start"] / SR), min(duration, s["end"] / SR)) for s in stamps)
+
+
+def speech_regions_stream(reader, rate: int, *, threshold: float = 0.5, min_speech_s: float = 0.25,
+                          min_silence_s: float = 0.1, pad_s: float = 0.03, chunk_s: float = 600.0,
+                          block_s: float = 10.0) -> tuple[Region, ...]:
+    """`speech_regions` of the audio behind `reader` (`frames`, `channels`, `read(start, count)` giving float
+    (samples, channels) at `rate` Hz), read `block_s` at a time: each read asks for at most
+    ceil(block_s * rate) samples, and each sample is read once. Same downmix, model and hysteresis, so the
+    same regions as `speech_regions` over the whole array. Memory beyond the result (4 bytes per 32 ms):
+    one read block plus the model's `chunk_s` (about 0.2 MB per second of chunk: lower it for long reels).
+    """
+    frames, n_ch = int(reader.frames), int(reader.channels)
+    if int(rate) != rate or rate <= 0:
+        raise ValueError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
+    if n_ch < 1 or frames < 0:
+        raise ValueError(f"reader must hold (samples, channels) audio, got {frames} x {n_ch}")
+    if chunk_s <= 0 or block_s <= 0:
+        raise ValueError(f"chunk_s and block_s must be > 0, got {chunk_s} and {block_s}")
+    rate = int(rate)
+    pieces = _mono_16k_read(reader.read, frames, n_ch, rate, block=max(1, math.ceil(block_s * rate)))
+    probs, n16 = _pieces_probs(pieces, chunk_s)
+    return _probs_regions(probs, n16, frames / rate, threshold, min_speech_s, min_silence_s, pad_s)
 
 
 # --------------------------------------------------------------------------------------------------

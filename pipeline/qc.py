@@ -7,6 +7,7 @@ finds in M&E while dialogue is active, and what DX carries where there is no dia
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import soundfile as sf
 
 from . import loudness, vad
 from .deliver import choose_measurement, measure_for
+from .meter import LoudnessMeter, TruePeakMeter
 from .profiles import Profile
 
 NULL_LIMIT_DBFS = -100.0      # DX + M&E must rebuild the mix to this (24-bit quantisation is about −138 dBFS)
@@ -106,6 +108,82 @@ def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResul
         me_lufs=loudness.integrated_loudness(me, rate, layout),
         true_peak_dbtp=max(peaks.values()), stem_true_peaks=peaks, null_residual_dbfs=null_db,
         clipped_samples=clipped, speech_pct=speech_pct,
+        speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
+        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
+        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
+        samples=samples, rate=rate, speech=speech,
+        short_term=short_term,
+    )
+    reasons = verdict(profile, layout, result)
+    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **result)
+
+
+def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, speech, me_speech,
+                       block_s: float = 10.0) -> QcResult:
+    """`check_stems` reading the WAVs block by block (`block_s` seconds at a time), in memory that does not grow
+    with their length; the same QcResult (integrated loudness within 0.01 LU, everything else equal up to
+    float rounding). The VAD regions of DX (`speech`) and of M&E (`me_speech`), vad.Region or (start_s, end_s),
+    are computed elsewhere (a streaming VAD) and passed in.
+    """
+    speech, me_speech = (tuple(r if isinstance(r, vad.Region) else vad.Region(*map(float, r)) for r in regs)
+                         for regs in (speech, me_speech))
+    with contextlib.ExitStack() as stack:
+        files = {name: stack.enter_context(sf.SoundFile(str(path))) for name, path in wavs.items()}
+        lengths = {f.frames for f in files.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"written stems differ in length: {sorted(lengths)} samples")
+        samples = lengths.pop()
+        rate = next(reversed(files.values())).samplerate if files else 0
+        peaks = {name: TruePeakMeter(rate, f.channels, clip_level=FULL_SCALE) for name, f in files.items()}
+        meters = {name: LoudnessMeter(rate, files[name].channels, layout) for name in ("MIX", "DX", "ME")}
+        # speech regions as sample ranges, cut as _energy_in cuts them
+        cuts = np.array([(int(r.start_s * rate), int(r.end_s * rate)) for r in speech], dtype=np.int64).reshape(-1, 2)
+        residual, e_dx, e_me, pos = 0.0, 0.0, 0.0, 0
+        frames = max(1, int(round(block_s * rate)))
+        while pos < samples:
+            data = {name: f.read(frames, dtype="float32", always_2d=True) for name, f in files.items()}
+            n = data["MIX"].shape[0]
+            if n == 0 or any(a.shape[0] != n for a in data.values()):
+                raise ValueError(f"written stems could not be read to the end: {samples - pos} samples short")
+            for name, a in data.items():
+                peaks[name].add(a)
+            for name, m in meters.items():
+                m.add(data[name])
+            mix, dx, me = data["MIX"], data["DX"], data["ME"]
+            diff = np.abs(mix.astype(np.float64) - (dx.astype(np.float64) + me.astype(np.float64)))
+            residual = max(residual, float(diff.max()))
+            for a, b in cuts[(cuts[:, 0] < pos + n) & (cuts[:, 1] > pos)]:
+                a, b = max(int(a), pos) - pos, min(int(b), pos + n) - pos
+                e_dx += float(np.sum(np.square(dx[a:b], dtype=np.float64)))
+                e_me += float(np.sum(np.square(me[a:b], dtype=np.float64)))
+            pos += n
+
+    duration = samples / rate if rate else 0.0
+    speech_s = sum(r.duration_s for r in speech)
+    speech_pct = 100.0 * vad.speech_fraction(speech, duration) if duration else 0.0
+    blocks_mix, blocks_dx = meters["MIX"].gating_blocks(), meters["DX"].gating_blocks()
+    mask = vad.block_mask(speech, blocks_mix.size)
+    measurement, target = choose_measurement(profile, 100.0 * float(mask.mean()) if mask.size else 0.0)
+    output_lufs, dx_lufs = meters["MIX"].integrated(), meters["DX"].integrated()
+    dialog_gated = loudness.gated_loudness(blocks_mix, mask)
+    measured = {"dialogue-stem": dx_lufs, "dialog-gated": dialog_gated}.get(measurement, output_lufs)
+    dx_speech = loudness.gated_loudness(blocks_dx, mask)
+    dx_quiet = loudness.gated_loudness(blocks_dx, ~mask)
+    short_term = {n: m.short_term() for n, m in meters.items()}
+    stem_peaks = {name: p.dbtp for name, p in peaks.items()}
+
+    result = dict(
+        measurement=measurement, target_lufs=target, measured_lufs=measured,
+        output_lufs=output_lufs,
+        dialog_gated_lufs=dialog_gated,
+        lra_lu=meters["MIX"].lra(),
+        short_term_max_lufs=float(short_term["MIX"].max()) if short_term["MIX"].size else float("-inf"),
+        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
+        dx_lufs=dx_lufs,
+        me_lufs=meters["ME"].integrated(),
+        true_peak_dbtp=max(stem_peaks.values()), stem_true_peaks=stem_peaks,
+        null_residual_dbfs=_db(residual),
+        clipped_samples=int(sum(p.clipped for p in peaks.values())), speech_pct=speech_pct,
         speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
         me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
         dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),

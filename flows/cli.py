@@ -37,6 +37,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--stereo-downmix", action="store_true",
                      help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
+    run.add_argument("--dask", default=None, metavar="local|ADDRESS",
+                     help="run the files on Dask workers: `local` starts --workers worker processes here; "
+                     "tcp://HOST:8786 uses a running cluster's scheduler")
+
+    serve = sub.add_parser("serve", help="process a drop folder on a schedule (a Prefect deployment served here)")
+    serve.add_argument("--watch", type=Path, required=True, metavar="DROP_DIR", help="the drop folder")
+    serve.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    serve.add_argument("--cron", required=True, help='when to run, e.g. "0 2 * * *" (every day at 2:00)')
+    serve.add_argument("--timezone", default=None, help="IANA time zone of the cron (default: this machine's)")
+    serve.add_argument("--name", default="drop-folder", help="deployment name (default drop-folder)")
+    serve.add_argument("--once", action="store_true", help="register the deployment, run it once now and exit")
+    serve.add_argument("--pool", default=None, help="register it on this work pool of the Prefect server at "
+                       "PREFECT_API_URL instead of serving it here; the pool's workers run it")
+    for flag, kw in (("--profile", dict(default="ebu-r128", help="delivery profile (default ebu-r128)")),
+                     ("--model", dict(default=None, help="model spec (default: the config's, auto)")),
+                     ("--config", dict(type=Path, default=None, help="settings YAML")),
+                     ("--workers", dict(type=int, default=1, help="files processed at once (default 1)")),
+                     ("--stream", dict(type=int, default=0, help="which audio stream (default 0)")),
+                     ("--dask", dict(default=None, metavar="local|ADDRESS", help="run the files on Dask workers")),
+                     ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems"))):
+        serve.add_argument(flag, **kw)
 
     probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
     probe.add_argument("file", type=Path)
@@ -196,7 +217,7 @@ def cmd_run(args) -> int:
     except OSError as exc:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
     summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
-                  audio_stream=args.stream)
+                  audio_stream=args.stream, dask=args.dask)
     ok = sum(r.status == "ok" for r in summary.rows)
     skipped = sum(r.status == "skipped" for r in summary.rows)
     qc_failed = sum(r.qc == "fail" for r in summary.rows)
@@ -214,12 +235,69 @@ def cmd_run(args) -> int:
     return EXIT_FAILED if summary.failed or (args.strict and qc_failed) else EXIT_OK
 
 
+def cmd_serve(args) -> int:
+    import contextlib
+    import os
+
+    from pipeline.config import Settings
+    from pipeline.errors import ConfigError
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if not args.watch.is_dir():
+        raise ConfigError("drop folder: " + ("not a folder" if args.watch.exists() else "not found"), args.watch)
+    # what every run will resolve, checked now: a mistake is one line here, not a failed run at 2:00
+    settings = Settings.load(args.config)
+    load_profile(args.profile)
+    spec = resolve(args.model or settings.separation.model)
+    out = args.out.expanduser().absolute()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
+    from . import prefect_env
+    prefect_env.configure()
+    if args.pool and not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("--pool registers on a Prefect server: set PREFECT_API_URL (http://HOST:4200/api)")
+    from . import deploy, serve
+
+    params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
+                              workers=args.workers, dask=args.dask, stream=args.stream,
+                              stereo_downmix=args.stereo_downmix)
+    zone = args.timezone or serve.local_timezone()
+    serve.schedule(args.cron, zone)
+    what = (f"reelsplit-drop-folder/{args.name}: {params['drop']} -> {out}, cron {args.cron!r} ({zone}), "
+            f"model {spec.label}, profile {args.profile}")
+    if args.pool:
+        deployment_id = deploy.deploy_to_pool(params, args.cron, args.pool, name=args.name, timezone=zone)
+        print(f"reelsplit: registered {what} on work pool {args.pool} ({deployment_id})")
+        print(f"run a worker on each machine that should take its runs: prefect worker start --pool {args.pool}")
+        return EXIT_OK
+    if args.once:
+        flow_run = serve.run_once(serve.deployment(params, args.cron, name=args.name, timezone=zone))
+        state = flow_run.state
+        print(f"reelsplit: ran {what}: {state.name if state else 'unknown'}"
+              + (f" ({state.message})" if state and state.message and not state.is_completed() else ""))
+        if (out / "reports" / "latest.csv").is_file():
+            counts = serve.report_counts(out)
+            print(f"files: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}; "
+                  f"report: {out / 'reports' / 'latest.html'}")
+        return EXIT_OK if state and state.is_completed() else EXIT_FAILED
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(deploy.local_server())
+        print(f"reelsplit: serving {what}; Prefect API {api}; Ctrl-C stops", flush=True)
+        serve.serve(serve.deployment(params, args.cron, name=args.name, timezone=zone))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_console(args.verbose)
     try:
         return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models,
-                "train": cmd_train, "corpus": cmd_corpus, "verify": cmd_verify}[args.command](args)
+                "train": cmd_train, "corpus": cmd_corpus, "verify": cmd_verify, "serve": cmd_serve}[args.command](args)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"reelsplit: error: {where}{exc}", file=sys.stderr)

@@ -76,9 +76,30 @@ def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings
     return RunSummary(rows, csv, html, out)
 
 
+def task_runner(workers: int = 1, dask: str | None = None):
+    """Where the file tasks run: a thread pool of `workers` in this process; with `dask="local"` a temporary
+    `distributed.LocalCluster` of `workers` single-threaded worker processes; with `dask=ADDRESS` an existing
+    Dask cluster's scheduler (`tcp://host:8786`). Each Dask worker process loads the model once
+    (flows/steps.py's per-process cache). prefect-dask's documented arguments: `DaskTaskRunner(address=...)`
+    or `DaskTaskRunner(cluster_class=..., cluster_kwargs=...)` (prefect_dask/task_runners.py)."""
+    if not dask:
+        return ThreadPoolTaskRunner(max_workers=max(1, workers))
+    from prefect_dask import DaskTaskRunner
+    if dask == "local":
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+            "n_workers": max(1, workers), "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+            "config": DASK_WORKER_CONFIG})
+    return DaskTaskRunner(address=dask)
+
+
+# Dask's sampling profiler keeps references to worker frames, so DFN3's runtime object (which must be freed on
+# the thread that made it) was freed on another thread and leaked with an error; we do not use the profile.
+DASK_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}   # dotted: merged into the workers' config
+
+
 def run(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile, *,
-        workers: int = 1, force: bool = False, audio_stream: int = 0) -> RunSummary:
-    """Run the flow with a thread pool of `workers` concurrent files."""
-    runner = ThreadPoolTaskRunner(max_workers=max(1, workers))
+        workers: int = 1, force: bool = False, audio_stream: int = 0, dask: str | None = None) -> RunSummary:
+    """Run the flow with `workers` concurrent files: threads here, or Dask workers (see `task_runner`)."""
+    runner = task_runner(workers, dask)
     return reel_flow.with_options(task_runner=runner)(
         inputs, out, spec, settings, profile, workers=workers, force=force, audio_stream=audio_stream)

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
 
-from pipeline.batch import discover
+from pipeline.batch import check_settled, discover
 from pipeline.config import Settings
+from pipeline.errors import TransientInputError
 from pipeline.models import ModelSpec
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow, write_reports
@@ -42,7 +45,21 @@ def set_torch_threads(workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
 
 
-@task(name="process-reel", cache_policy=NO_CACHE, task_run_name="{job.title}")
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect's retry condition: only a TransientInputError (an input still being copied) is worth another
+    try; anything else is permanent and is never retried."""
+    try:
+        state.result()
+    except TransientInputError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+# An input still being copied into the drop folder is looked at again after 3, 6, 12, 24 and 48 s.
+@task(name="process-reel", cache_policy=NO_CACHE, task_run_name="{job.title}", retries=5,
+      retry_delay_seconds=exponential_backoff(backoff_factor=3), retry_condition_fn=retry_if_transient)
 def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, force: bool) -> ReportRow:
     logger = get_run_logger()
 
@@ -50,6 +67,17 @@ def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profil
         print(message, flush=True)
         logger.info(message)
 
+    try:
+        check_settled(job.path)
+    except TransientInputError as exc:
+        attempt, retries = task_run.run_count, reel_task.retries
+        if attempt <= retries:   # raise: Prefect tries again after its back-off
+            say(f"[{job.title}] {exc}; trying again later ({attempt} of {retries + 1} tries)")
+            raise
+        row = ReportRow(file=str(job.path), title=job.title, stage=exc.stage, model=spec.name, profile=profile.name,
+                        error=f"{exc} (still changing after {attempt} tries)")
+        say(f"[{job.title}] FAILED at {row.stage}: {job.path}: {row.error}")
+        return row
     return process_reel(job, spec, settings, profile, force=force, say=say)
 
 

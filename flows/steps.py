@@ -21,9 +21,9 @@ from typing import Callable
 from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, timecode, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
-from pipeline.manifest import Manifest, cache_key, is_complete
+from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
 from pipeline.models import ModelSpec
-from pipeline.outputs import remove_partials, sha256_file, title_lock
+from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow
 from pipeline.separate import Separator, load_separator, resample
@@ -153,13 +153,10 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
             input_sha = sha256_file(job.path)
             key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
         timed.current = "lock"
-        with title_lock(job.out_dir):
-            try:
-                return _stages(job, spec, settings, profile, force, say, row, timed, info, stream, layout, key,
-                               input_sha)
-            except BaseException:
-                remove_partials(job.out_dir)   # while we still hold the title: never another run's files
-                raise
+        # a failure removes what this attempt wrote, while we still hold the title: never another run's files
+        with title_lock(job.out_dir), removed_on_failure(job.out_dir):
+            return _stages(job, spec, settings, profile, force, say, row, timed, info, stream, layout, key,
+                           input_sha)
     except TitleLockedError as exc:
         row.status, row.stage, row.error = "skipped", "lock", str(exc)
         say(f"[{job.title}] skipped: {exc}")
@@ -186,6 +183,7 @@ def _stages(job, spec, settings, profile, force, say, row, timed, info, stream, 
         skipped.status, skipped.file = "skipped", str(job.path)
         return skipped
     remove_partials(job.out_dir)
+    discard(job.out_dir / MANIFEST)   # from here on the folder is unfinished until the new manifest is written
     timeout = ffmpeg_timeout(info.duration_s)
     with timed("extract"):
         mix = audio.extract(job.path, stream, timeout=timeout)

@@ -48,7 +48,7 @@ def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) ->
         .global_args(hide_banner=True, loglevel="error")
         .compile()
     )
-    proc = popen_reader(cmd)
+    proc = popen_reader(cmd, timeout=timeout)
     chunks = []
     assert proc.stdout is not None
     while block := proc.stdout.read(BLOCK_FRAMES * 4 * stream.channels):
@@ -104,7 +104,7 @@ def write_wav(
             ("-metadata", f"origination_date={now:%Y-%m-%d}"),
             ("-metadata", f"origination_time={now:%H:%M:%S}"),
         ])
-        proc = popen_writer(cmd)
+        proc = popen_writer(cmd, timeout=timeout)
         assert proc.stdin is not None
         try:
             for start in range(0, audio.shape[0], BLOCK_FRAMES):

@@ -1,10 +1,13 @@
 """Turn what the user named (files, drop folders) into a de-duplicated list of inputs with unique titles."""
 from __future__ import annotations
 
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import TransientInputError
 from .media import MEDIA_SUFFIXES
 
 
@@ -68,3 +71,20 @@ def discover(named: list[Path]) -> list[BatchItem]:
         titles[title.lower()] = titles.get(title.lower(), 0) + 1
         items.append(BatchItem(p, title, problem))
     return items
+
+
+def check_settled(path: Path, *, quiet_s: float = 2.0, interval_s: float = 0.5) -> None:
+    """Raise TransientInputError while `path` is still being written (copied into the drop folder): a file
+    modified less than `quiet_s` seconds ago is looked at again `interval_s` later, and a change of size or
+    modification time means it is still growing. A file that is missing or unreadable is left to the probe."""
+    try:
+        first = os.stat(path)
+        if time.time() - first.st_mtime >= quiet_s:
+            return
+        time.sleep(interval_s)
+        second = os.stat(path)
+    except OSError:
+        return
+    if (second.st_size, second.st_mtime_ns) != (first.st_size, first.st_mtime_ns):
+        raise TransientInputError(f"still being written: {first.st_size} then {second.st_size} bytes "
+                                  f"{interval_s:g} s later", path)

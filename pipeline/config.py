@@ -46,8 +46,17 @@ def check_choice(value: Any, choices, key: str, source: str | Path = "config"):
     return value
 
 
+def check_mapping(value: Any, key: str, source: str | Path = "config") -> dict:
+    """`value` as a dict (None/absent → empty), else ConfigError: a section written as a scalar or a list."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {key} must be a mapping of keys to values, got {value!r}")
+    return dict(value)
+
+
 def check_keys(data: Mapping, allowed, section: str, source: str | Path) -> None:
-    unknown = sorted(set(data) - set(allowed))
+    unknown = sorted(map(str, set(data) - set(allowed)))
     if unknown:
         raise ConfigError(f"{source}: unknown key {section}{unknown[0]} (known: {', '.join(sorted(allowed))})")
 
@@ -92,7 +101,7 @@ class Settings:
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
         check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix"}, "", source)
-        sep = dict(data.get("separation") or {})
+        sep = check_mapping(data.get("separation"), "separation", source)
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
         segment = sep.get("segment", base.segment)
@@ -101,7 +110,7 @@ class Settings:
             segment=None if segment is None else check_range(segment, 1.0, 60.0, "separation.segment", source),
             overlap=check_range(sep.get("overlap", base.overlap), 0.0, 0.9, "separation.overlap", source),
             shifts=int(check_range(sep.get("shifts", base.shifts), 0, 20, "separation.shifts", source)),
-            split=bool(sep.get("split", base.split)),
+            split=bool(check_choice(sep.get("split", base.split), (True, False), "separation.split", source)),
             device=check_choice(sep.get("device", base.device), ("cpu", "cuda", "auto"), "separation.device", source),
             dfn3_atten_lim_db=check_range(sep.get("dfn3_atten_lim_db", base.dfn3_atten_lim_db), 0.0, 100.0,
                                           "separation.dfn3_atten_lim_db", source),
@@ -109,10 +118,10 @@ class Settings:
                                     "separation.dfn3_pairs", source),
         )
         stem_map = dict(DEFAULT_STEM_MAP)
-        for stem, target in (data.get("stem_map") or {}).items():
+        for stem, target in check_mapping(data.get("stem_map"), "stem_map", source).items():
             stem_map[str(stem)] = check_choice(target, STEM_TARGETS, f"stem_map.{stem}", source)
         language = str(data.get("language", "und"))
-        if not (len(language) == 3 and language.isalpha() and language.islower()):
+        if not (len(language) == 3 and language.isascii() and language.isalpha() and language.islower()):
             raise ConfigError(f"{source}: language must be a 3-letter ISO 639-2 code such as eng; got {language!r}")
         return Settings(
             separation=separation,

@@ -40,6 +40,12 @@ class MediaError(PipelineError):
     stage = "probe"
 
 
+class TransientInputError(MediaError):
+    """The input is still changing (being copied into the drop folder): worth trying again in a while."""
+
+    stage = "input"
+
+
 class ModelError(PipelineError):
     """A separation model could not be found, verified or loaded."""
 

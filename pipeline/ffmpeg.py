@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -111,34 +112,59 @@ def add_output_options(cmd: Sequence[str], options: Sequence[tuple[str, str]]) -
     return cmd[:-1] + extra + cmd[-1:]
 
 
-def popen_reader(cmd: Sequence[str]) -> subprocess.Popen:
-    """Start a command whose stdout we read as a stream (raw PCM); the caller must `finish` it."""
+def _watch(proc: subprocess.Popen, timeout: float | None) -> subprocess.Popen:
+    """Kill `proc` once `timeout` seconds have passed, so a hung ffmpeg cannot block the thread reading its
+    stdout or writing its stdin (where `communicate`'s own timeout never comes into play); `finish` then
+    reports the timeout."""
+    proc.watchdog_fired = threading.Event()
+    proc.watchdog = None
+    if timeout is not None:
+        def expire() -> None:
+            proc.watchdog_fired.set()
+            proc.kill()
+        proc.watchdog = threading.Timer(timeout, expire)
+        proc.watchdog.daemon = True
+        proc.watchdog.start()
+    return proc
+
+
+def popen_reader(cmd: Sequence[str], *, timeout: float | None = None) -> subprocess.Popen:
+    """Start a command whose stdout we read as a stream (raw PCM); the caller must `finish` it. It is killed
+    after `timeout` seconds."""
     cmd = _resolve(cmd)
     log.debug("stream: %s", shlex.join(cmd))
-    return subprocess.Popen(
+    return _watch(subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    ), timeout)
 
 
-def popen_writer(cmd: Sequence[str]) -> subprocess.Popen:
-    """Start a command we feed through stdin (raw PCM in); the caller must `finish` it."""
+def popen_writer(cmd: Sequence[str], *, timeout: float | None = None) -> subprocess.Popen:
+    """Start a command we feed through stdin (raw PCM in); the caller must `finish` it. It is killed after
+    `timeout` seconds."""
     cmd = _resolve(cmd)
     log.debug("stream: %s", shlex.join(cmd))
-    return subprocess.Popen(
+    return _watch(subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    ), timeout)
 
 
 def finish(proc: subprocess.Popen, *, timeout: float | None = None, path: Path | None = None) -> str:
-    """Wait for a streaming process, raising FfmpegError on a non-zero exit or a timeout."""
+    """Wait for a streaming process, raising FfmpegError on a non-zero exit or a timeout (this wait's own, or
+    the watchdog's from `popen_reader`/`popen_writer`)."""
     if proc.stdin is not None and proc.stdin.closed:
         proc.stdin = None  # we already closed it after feeding; communicate() must not flush it
+    watchdog = getattr(proc, "watchdog", None)
     try:
         _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         proc.kill()
         proc.communicate()
         raise FfmpegError(f"ffmpeg timed out after {timeout:.0f} s", path) from exc
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    if watchdog is not None and proc.watchdog_fired.is_set():
+        raise FfmpegError(f"ffmpeg timed out after {watchdog.interval:.0f} s", path)
     if proc.returncode != 0:
         text = (stderr or b"").decode("utf-8", errors="replace")
         log.debug("stderr of failed command:\n%s", text)

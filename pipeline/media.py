@@ -71,11 +71,12 @@ class MediaInfo:
 
 
 def _fraction(text: str | None) -> Fraction | None:
+    """A positive rate from ffprobe's "24000/1001"; None for "0/0", "N/A" and anything else."""
     try:
-        value = Fraction(text) if text else None
+        value = Fraction(text) if isinstance(text, str) and text else None
     except (ValueError, ZeroDivisionError):
         return None
-    return value if value else None
+    return value if value and value > 0 else None
 
 
 def _float(text) -> float | None:
@@ -86,6 +87,19 @@ def _float(text) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def _int(value, default: int = 0) -> int:
+    number = _float(value)
+    return int(number) if number is not None else default
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def normalise_layout(layout: str | None, channels: int) -> str:
     """ffmpeg's layout name mapped to ours; an unnamed layout gets the usual one for its channel count."""
     if layout and layout != "unknown":
@@ -94,37 +108,40 @@ def normalise_layout(layout: str | None, channels: int) -> str:
 
 
 def parse_probe(data: dict, path: Path) -> MediaInfo:
-    """Turn ffprobe's `-show_streams -show_format` JSON into a MediaInfo (pure: no I/O)."""
-    fmt = data.get("format") or {}
+    """Turn ffprobe's `-show_streams -show_format` JSON into a MediaInfo (pure: no I/O). Fields of the wrong
+    type or without a usable value ("N/A", "0/0") count as absent."""
+    data = _mapping(data)
+    fmt = _mapping(data.get("format"))
     audio, video = [], []
-    for stream in data.get("streams") or []:
+    streams = data.get("streams") if isinstance(data.get("streams"), list) else []
+    for stream in filter(None, map(_mapping, streams)):
         kind = stream.get("codec_type")
-        tags = {str(k).lower(): v for k, v in (stream.get("tags") or {}).items()}
+        tags = {str(k).lower(): v for k, v in _mapping(stream.get("tags")).items()}
         if kind == "audio":
-            channels = int(stream.get("channels") or 0)
-            rate = int(_float(stream.get("sample_rate")) or 0)
+            channels = _int(stream.get("channels"))
+            rate = _int(stream.get("sample_rate"))
             if channels <= 0 or rate <= 0:
                 continue  # a stream ffprobe could not decode parameters for is unusable
             audio.append(
                 AudioStream(
-                    index=int(stream.get("index", len(audio))),
+                    index=_int(stream.get("index"), len(audio)),
                     audio_index=len(audio),
                     codec=str(stream.get("codec_name", "unknown")),
                     channels=channels,
-                    layout=normalise_layout(stream.get("channel_layout"), channels),
+                    layout=normalise_layout(_text(stream.get("channel_layout")), channels),
                     sample_rate=rate,
                     duration_s=_float(stream.get("duration")),
-                    language=tags.get("language"),
-                    title=tags.get("title") or tags.get("handler_name"),
+                    language=_text(tags.get("language")),
+                    title=_text(tags.get("title")) or _text(tags.get("handler_name")),
                 )
             )
-        elif kind == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
+        elif kind == "video" and not _mapping(stream.get("disposition")).get("attached_pic"):
             video.append(
                 VideoStream(
-                    index=int(stream.get("index", 0)),
+                    index=_int(stream.get("index")),
                     codec=str(stream.get("codec_name", "unknown")),
-                    width=int(stream.get("width") or 0),
-                    height=int(stream.get("height") or 0),
+                    width=_int(stream.get("width")),
+                    height=_int(stream.get("height")),
                     frame_rate=_fraction(stream.get("r_frame_rate")) or _fraction(stream.get("avg_frame_rate")),
                 )
             )
@@ -136,7 +153,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
         path=path,
         container=str(fmt.get("format_name", "unknown")),
         duration_s=duration,
-        size_bytes=int(_float(fmt.get("size")) or 0),
+        size_bytes=_int(fmt.get("size")),
         audio=tuple(audio),
         video=tuple(video),
     )

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -42,6 +43,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
             raise OutputError("the writer produced no file", final)
         fsync_path(tmp)
         os.replace(tmp, final)
+        _record(final)
         fsync_path(final.parent)
     except OSError as exc:
         raise OutputError(f"cannot write {final.name}: {exc.strerror or exc}", final) from exc
@@ -65,14 +67,61 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def remove_partials(folder: Path) -> int:
-    """Delete temporary files left in `folder` by an interrupted run; returns how many."""
+    """Delete temporary files left in `folder` (and its subfolders) by an interrupted run; returns how many."""
     count = 0
     if folder.is_dir():
-        for p in folder.glob(f".*{PARTIAL_MARK}*"):
+        for p in folder.rglob(f".*{PARTIAL_MARK}*"):
             with contextlib.suppress(OSError):
                 p.unlink()
                 count += 1
     return count
+
+
+def discard(path: Path) -> None:
+    """Remove `path` if it is there, durably (the directory is fsynced): used for a manifest that must stop
+    vouching for a folder before any output in it is rewritten."""
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot remove {Path(path).name}: {exc.strerror or exc}", path) from exc
+    fsync_path(Path(path).parent)
+
+
+# Outputs renamed into place under a folder while `removed_on_failure` watches it: {folder: [paths]}.
+_attempts: dict[str, list[Path]] = {}
+_attempts_lock = threading.Lock()
+
+
+def _record(final: Path) -> None:
+    where = os.path.abspath(final)
+    with _attempts_lock:
+        for folder, written in _attempts.items():
+            if where.startswith(folder + os.sep):
+                written.append(Path(where))
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """If the block raises, remove every output it renamed into place under `folder` (from any thread of this
+    process) and every temporary file left there: a title that fails half-way (a full disk, a remux error)
+    leaves nothing that looks delivered, and gives back the space it took. Hold the title's lock around it."""
+    key = os.path.abspath(folder)
+    written: list[Path] = []
+    with _attempts_lock:
+        _attempts[key] = written
+    try:
+        yield
+    except BaseException:
+        for p in reversed(written):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        remove_partials(Path(folder))
+        raise
+    finally:
+        with _attempts_lock:
+            _attempts.pop(key, None)
 
 
 LOCK_NAME = ".reelsplit.lock"

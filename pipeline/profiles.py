@@ -59,13 +59,17 @@ class Profile:
                                       ("fallback_target_lufs", -40.0, -5.0))}
         if (optional["fallback_min_speech_pct"] is None) != (optional["fallback_target_lufs"] is None):
             raise ConfigError(f"{source}: fallback_min_speech_pct and fallback_target_lufs go together", source)
-        layouts = tuple(data.get("layouts", ("mono", "stereo", "5.1")))
+        layouts = data.get("layouts", ("mono", "stereo", "5.1"))
+        if not isinstance(layouts, (list, tuple)) or not layouts:
+            raise ConfigError(f"{source}: layouts must be a list of mono, stereo, 5.1; got {layouts!r}", source)
+        layouts = tuple(layouts)
         for layout in layouts:
             check_choice(layout, ("mono", "stereo", "5.1"), "layouts", source)
         naming = str(data.get("naming", "{title}_{stem}.wav"))
-        if "{title}" not in naming or "{stem}" not in naming or "/" in naming or not naming.endswith(".wav"):
-            raise ConfigError(f"{source}: naming must contain {{title}} and {{stem}}, no '/', and end in .wav; "
-                              f"got {naming!r}", source)
+        if "{title}" not in naming or "{stem}" not in naming or "/" in naming or not naming.endswith(".wav") \
+                or "\x00" in naming or not _formats(naming):
+            raise ConfigError(f"{source}: naming must contain {{title}} and {{stem}} (no other fields), no '/', "
+                              f"and end in .wav; got {naming!r}", source)
         return Profile(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -81,6 +85,15 @@ class Profile:
             naming=naming,
             **optional,
         )
+
+
+def _formats(naming: str) -> bool:
+    """True if `naming` formats with only {title} and {stem}, and to a different name for each stem."""
+    try:
+        names = {naming.format(title="t", stem=stem) for stem in ("MIX", "DX", "ME", "MX", "FX")}
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        return False
+    return len(names) == 5 and not any("/" in n or "\x00" in n for n in names)
 
 
 def available(profile_dir: Path = PROFILE_DIR) -> dict[str, Path]:

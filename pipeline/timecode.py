@@ -40,7 +40,10 @@ def timecode_rate(fps: Fraction | float | str | Rate) -> Rate:
         if not m:
             raise ValueError(f"cannot read frame rate {fps!r}: supported rates are {_SUPPORTED}")
         mode = m.group(2) and m.group(2).upper()
-        fps = Fraction(m.group(1)) if "/" in m.group(1) else float(m.group(1))
+        try:
+            fps = Fraction(m.group(1)) if "/" in m.group(1) else float(m.group(1))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"cannot read frame rate {fps!r}: supported rates are {_SUPPORTED}") from None
     for rate, (nominal, drop) in _RATES.items():
         if abs(float(fps) - float(rate)) < 0.01:
             if mode == "DF" and not drop:

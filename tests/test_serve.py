@@ -143,6 +143,7 @@ def test_work_pool_deployment_runs_on_a_process_worker(harness, tmp_path):
     assert sf.info(str(out / "p" / "p_DX.wav")).frames == 3 * 48000
 
 
+@pytest.mark.slow
 def test_prefect_yaml_deploys_through_prefects_cli(harness, tmp_path):
     """`prefect deploy` reads prefect.yaml: the deployment it registers runs drop_flow on the work pool at 2:00
     with parameters drop_flow accepts."""

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--stereo-downmix", action="store_true",
                      help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                     help="where demucs models run: auto (a GPU when torch sees one), cpu or cuda "
+                     "(default: the config's, cpu); DFN3 always runs on the CPU")
     run.add_argument("--dask", default=None, metavar="local|ADDRESS",
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
@@ -202,6 +205,15 @@ def cmd_run(args) -> int:
     settings = Settings.load(args.config)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
+    if args.device:
+        settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
+                                                                                device=args.device))
+    if settings.separation.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            print("reelsplit: error: --device cuda, but torch sees no CUDA device on this machine "
+                  "(use --device auto or cpu)", file=sys.stderr)
+            return EXIT_USAGE
     profile = load_profile(args.profile)
     spec = resolve(args.model or settings.separation.model)
     print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"

@@ -26,7 +26,8 @@ from pipeline.models import ModelSpec
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow
-from pipeline.separate import Separator, load_separator, resample
+from pipeline import stream as stream_io
+from pipeline.separate import Separator, load_separator
 
 log = logging.getLogger("reelsplit")
 
@@ -56,19 +57,6 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         return _separators[key]
 
 
-def write_stems(job: ReelJob, stems: dict, rate: int, layout: str, profile: Profile, model: str,
-                timeout: float, subfolder: str = "") -> dict[str, Path]:
-    """Write each delivered stem as a broadcast WAV named by the profile; keys are the stem names, prefixed
-    with `subfolder/` for stems in a subfolder (the stereo downmix)."""
-    folder = job.out_dir / subfolder if subfolder else job.out_dir
-    what = f" {subfolder}" if subfolder else ""
-    return {f"{subfolder}/{name}" if subfolder else name: audio.write_wav(
-                folder / profile.naming.format(title=job.title, stem=name), data, rate, layout,
-                bit_depth=profile.bit_depth, description=f"{job.title} {name}{what} ({model}, {profile.name})",
-                timeout=timeout)
-            for name, data in stems.items()}
-
-
 def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str) -> list[remux.Track]:
     """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made."""
     tracks = [remux.Track(None, "Original mix", language),
@@ -77,6 +65,53 @@ def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str) -
               remux.Track(wavs["ME"], "M&E", "zxx")]
     return tracks + [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
                      if k in wavs]
+
+
+def _wav_writers(job: ReelJob, rate: int, layout: str, profile: Profile, model: str, timeout: float,
+                 subfolder: str = ""):
+    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile, written to a
+    temporary name and renamed when complete; `subfolder` for the stereo downmix."""
+    folder = job.out_dir / subfolder if subfolder else job.out_dir
+    what = f" {subfolder}" if subfolder else ""
+
+    def open_writer(name: str, channels: int) -> stream_io.WavWriter:
+        return stream_io.WavWriter(folder / profile.naming.format(title=job.title, stem=name), rate, layout, channels,
+                                   bit_depth=profile.bit_depth, timeout=timeout,
+                                   description=f"{job.title} {name}{what} ({model}, {profile.name})")
+    return open_writer
+
+
+def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, settings: Settings, profile: Profile, spill,
+                  work: Path):
+    """The dialogue clean-up block by block: noisereduce on its own block grid, DFN3 per channel, or none."""
+    method, strength = settings.cleanup, profile.noise_reduction
+    if method == "none" or strength <= 0:
+        return dx
+    if method == "dfn3":
+        from pipeline.config import SeparationSettings
+        from pipeline.separate import Dfn3Separator
+
+        per_channel = Dfn3Separator(dataclasses.replace(SeparationSettings(), dfn3_pairs="channels"))
+        cleaned = stream_io.separate_dfn3_stream(per_channel, dx, rate, layout, work, name="dx-clean")
+        spill(None, cleaned.dx)
+        return cleaned.dx
+    out = spill("dx-clean", dx.channels)
+    for block in cleanup.clean_stream(dx, rate, method=method, strength=strength):
+        out.append(block)
+    out.flush()
+    return out
+
+
+def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
+    """QC of the written stems, block by block: VAD of DX and M&E read from the files, then the measurements."""
+    regions = []
+    for name in ("DX", "ME"):
+        reader = stream_io.WavReader(wavs[name])
+        try:
+            regions.append(vad.speech_regions_stream(reader, reader.rate, chunk_s=60.0))
+        finally:
+            reader.close()
+    return qc.check_stems_stream(wavs, layout, profile, *regions)
 
 
 def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
@@ -94,11 +129,6 @@ def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
     row.clipped_samples, row.speech_leak_pct = checked.clipped_samples, checked.speech_leak_pct
     row.me_to_dx_db, row.dx_nonspeech_lu = checked.me_to_dx_db, checked.dx_nonspeech_lu
     row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
-
-
-def _read(path: Path):
-    import soundfile as sf
-    return sf.read(str(path), dtype="float32", always_2d=True)[0]
 
 
 def _supported_fps(fps):
@@ -185,36 +215,69 @@ def _stages(job, spec, settings, profile, force, say, row, timed, info, stream, 
     remove_partials(job.out_dir)
     discard(job.out_dir / MANIFEST)   # from here on the folder is unfinished until the new manifest is written
     timeout = ffmpeg_timeout(info.duration_s)
+    spills: list[stream_io.RawFile] = []
+    try:
+        return _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, layout, key, input_sha,
+                              timeout, spills)
+    finally:
+        for f in spills:              # the spill files go whatever happens (a kill leaves partials: next run)
+            f.remove()
+
+
+def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, layout, key, input_sha, timeout,
+                   spills) -> ReportRow:
+    """Every stage block by block through spill files in the title's folder, so memory does not grow with the
+    reel's length (issue #5): extract → separate → cleanup → vad → loudness + write → remux → qc."""
+    work = job.out_dir
+    work.mkdir(parents=True, exist_ok=True)
+
+    def spill(name: str | None, channels: int | stream_io.RawFile) -> stream_io.RawFile:
+        """A new spill file (or, given a RawFile, that one) removed when the title is done."""
+        f = channels if isinstance(channels, stream_io.RawFile) else stream_io.RawFile(
+            stream_io.spill_path(work, name), channels)
+        spills.append(f)
+        return f
+
     with timed("extract"):
-        mix = audio.extract(job.path, stream, timeout=timeout)
-        rate = stream.sample_rate
-        if profile.sample_rate and profile.sample_rate != rate:   # the spec's rate for every output
-            mix, rate = resample(mix, rate, profile.sample_rate), profile.sample_rate
+        rate = profile.sample_rate or stream.sample_rate     # the spec's rate for every output
+        mix = stream_io.extract_to_raw(job.path, stream, spill("mix", stream.channels), rate_out=rate,
+                                       timeout=timeout)
     with timed("separate"):
-        separation = get_separator(spec, settings).separate(mix, rate, layout)
+        separation = stream_io.separate_stream(get_separator(spec, settings), mix, rate, layout, work)
+        spills.extend(f for f in (separation.dx, separation.mx, separation.fx) if f is not None)
     with timed("cleanup"):
-        cleaned = cleanup.clean_dialogue(mix, separation, rate, method=settings.cleanup,
-                                         strength=profile.noise_reduction)
+        dx = _clean_stream(separation.dx, rate, layout, settings, profile, spill, work)
     with timed("vad"):
-        speech = vad.speech_regions(cleaned.dx, rate)
-        n_blocks = max(0, mix.shape[0] // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks
+        speech = vad.speech_regions_stream(dx, rate, chunk_s=60.0)
+        n_blocks = max(0, mix.frames // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks
         speech_blocks = vad.block_mask(speech, n_blocks)
+    sources = {"MIX": mix, "DX": dx, "ME": stream_io.Difference(mix, dx)}
+    sources.update({k: f for k, f in (("MX", separation.mx), ("FX", separation.fx)) if f is not None})
     with timed("loudness"):
-        stems = {"DX": cleaned.dx, "ME": cleaned.me}
-        stems.update({k: v for k, v in (("MX", separation.mx), ("FX", separation.fx)) if v is not None})
-        delivered = deliver.deliver(mix, stems, rate, layout, profile, speech_blocks)
+        plan = deliver.plan_delivery(sources, rate, layout, profile, speech_blocks=speech_blocks)
+    with timed("write"):
+        delivered = deliver.deliver_stream(sources, rate, layout, profile,
+                                           _wav_writers(job, rate, layout, profile, spec.name, timeout),
+                                           speech_blocks=speech_blocks, plan=plan)
+        wavs = dict(delivered.paths)
         row.input_lufs, row.gain_db = delivered.input.integrated_lufs, delivered.gain_db
         row.limiter_db = delivered.limiter_db
-    del mix, separation, cleaned, stems
-    with timed("write"):
-        wavs = write_stems(job, delivered.stems, rate, layout, profile, spec.name, timeout)
+        for f in list(spills):          # the stems are written: free the disk before remux and QC
+            f.remove()
+            spills.remove(f)
         if settings.stereo_downmix and layout == "5.1":
             # Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to
             # the same spec again (one gain and limiter for all), in OUT/<title>/stereo/.
-            stereo = {name: downmix.itu_downmix(data) for name, data in delivered.stems.items()}
-            again = deliver.deliver(stereo.pop("MIX"), stereo, rate, "stereo", profile, speech_blocks)
-            wavs.update(write_stems(job, again.stems, rate, "stereo", profile, spec.name, timeout, "stereo"))
-    del delivered
+            readers = {name: stream_io.WavReader(path) for name, path in wavs.items()}
+            try:
+                stereo = {name: stream_io.Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
+                again = deliver.deliver_stream(stereo, rate, "stereo", profile,
+                                               _wav_writers(job, rate, "stereo", profile, spec.name, timeout,
+                                                            "stereo"), speech_blocks=speech_blocks)
+            finally:
+                for r in readers.values():
+                    r.close()
+            wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
     outputs = list(wavs.values())
     if info.has_video:
         with timed("remux"):
@@ -226,16 +289,16 @@ def _stages(job, spec, settings, profile, force, say, row, timed, info, stream, 
             row.deliverable = str(result.path)
             outputs.append(result.path)
     with timed("qc"):
-        checked = qc.check_stems({k: v for k, v in wavs.items() if "/" not in k}, layout, profile)
+        checked = _check(wavs, layout, profile)
         if "stereo/MIX" in wavs:
-            stereo = qc.check_stems({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
-            row.stereo_lufs, row.stereo_tp_dbtp = stereo.output_lufs, stereo.true_peak_dbtp
-            reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo.reasons)
+            stereo_qc = _check({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
+            row.stereo_lufs, row.stereo_tp_dbtp = stereo_qc.output_lufs, stereo_qc.true_peak_dbtp
+            reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo_qc.reasons)
             checked = dataclasses.replace(checked, reasons=reasons, qc="fail" if reasons else "pass")
         fill_qc(row, checked)
         fps = info.video[0].frame_rate if info.has_video else None
-        spots = spotting.spotting_list(checked.speech, _read(wavs["DX"]), rate, _supported_fps(fps),
-                                       layout=layout)
+        spots = spotting.spotting_list_from_wav(checked.speech, wavs["DX"], rate, _supported_fps(fps),
+                                                layout=layout)
         for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
                              (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
             writer(path, spots)

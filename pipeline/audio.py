@@ -5,16 +5,12 @@ the one runner in `pipeline.ffmpeg`.
 """
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-import ffmpeg as tf  # typed-ffmpeg
 import numpy as np
 
-from .errors import FfmpegError, MediaError
-from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
+from .errors import MediaError
 from .media import AudioStream, KNOWN_LAYOUTS
-from .outputs import atomic_output
 
 PCM_CODECS = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}
 BLOCK_FRAMES = 1 << 16
@@ -41,32 +37,25 @@ def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) ->
     ffmpeg could not decode, or less audio than the file declares (truncated) — is a MediaError: ffmpeg exits
     0 on both, and a reel delivered short or out of sync must not look complete.
     """
-    src = tf.input(str(Path(path).resolve()))
-    cmd = (
-        tf.output(src.audio_stream(stream.audio_index), filename="pipe:1", f="f32le", acodec="pcm_f32le",
-                  ac=stream.channels, ar=stream.sample_rate)
-        .global_args(hide_banner=True, loglevel="error")
-        .compile()
-    )
-    proc = popen_reader(cmd, timeout=timeout)
-    chunks = []
-    assert proc.stdout is not None
-    while block := proc.stdout.read(BLOCK_FRAMES * 4 * stream.channels):
-        chunks.append(block)
-    errors = finish(proc, timeout=timeout, path=path).count("Error while decoding")
-    raw = b"".join(chunks)
-    audio = np.frombuffer(raw, dtype="<f4")
-    usable = audio.size - audio.size % stream.channels
-    audio = audio[:usable].reshape(-1, stream.channels)
-    if audio.shape[0] == 0:
-        raise MediaError("the audio stream decoded to no samples", path)
-    if errors:
-        raise MediaError(f"damaged audio: {errors} packet(s) could not be decoded (corrupt data)", path)
-    declared, got = stream.duration_s, audio.shape[0] / stream.sample_rate
-    if declared and declared - got > max(0.05, 0.01 * declared):
-        raise MediaError(f"damaged audio: decoded only {got:.2f} s of the {declared:.2f} s the file declares "
-                         "(truncated or corrupt)", path)
-    return audio
+    from .stream import extract_to_raw   # the one decoder: ffmpeg → pipe → blocks
+
+    sink = _Collect(stream.channels)
+    extract_to_raw(path, stream, sink, timeout=timeout)
+    return np.concatenate(sink.parts) if sink.parts else np.zeros((0, stream.channels), np.float32)
+
+
+class _Collect:
+    """An in-memory sink with RawFile's `append`/`flush` (for `extract`)."""
+
+    def __init__(self, channels: int):
+        self.channels, self.parts = channels, []
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[0]:
+            self.parts.append(np.array(block, dtype=np.float32))
+
+    def flush(self) -> None:
+        pass
 
 
 def write_wav(
@@ -83,34 +72,18 @@ def write_wav(
     """Write (samples, channels) float audio as a broadcast WAV (bext chunk, WAVE_FORMAT_EXTENSIBLE with the
     channel mask of `layout`, RF64 past 4 GB), atomically: temporary name, fsync, rename.
     """
+    from .stream import WavWriter   # the one BWF writer (block by block, through ffmpeg, atomic)
+
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 2:
         raise ValueError(f"audio must be (samples, channels), got shape {audio.shape}")
-    channels = audio.shape[1]
-    now = dt.datetime.now()
-    with atomic_output(Path(path)) as tmp:
-        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels,
-                       extra_options={"ch_layout": ffmpeg_layout(layout)})
-        cmd = (
-            tf.output(src.audio, filename=str(tmp), f="wav", acodec=PCM_CODECS[bit_depth],
-                      extra_options={"write_bext": 1, "rf64": "auto"})
-            .global_args(hide_banner=True, loglevel="error", y=True)
-            .compile()
-        )
-        # bext chunk fields (EBU Tech 3285), written by ffmpeg's wav muxer with -write_bext 1
-        cmd = add_output_options(cmd, [
-            ("-metadata", f"description={description[:256]}"),
-            ("-metadata", f"originator={originator[:32]}"),
-            ("-metadata", f"origination_date={now:%Y-%m-%d}"),
-            ("-metadata", f"origination_time={now:%H:%M:%S}"),
-        ])
-        proc = popen_writer(cmd, timeout=timeout)
-        assert proc.stdin is not None
-        try:
-            for start in range(0, audio.shape[0], BLOCK_FRAMES):
-                proc.stdin.write(audio[start:start + BLOCK_FRAMES].tobytes())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg died; finish() raises with its message
-        finish(proc, timeout=timeout, path=Path(path))
+    writer = WavWriter(Path(path), rate, layout, audio.shape[1], bit_depth=bit_depth, description=description,
+                       originator=originator, timeout=timeout)
+    try:
+        for start in range(0, audio.shape[0], BLOCK_FRAMES):
+            writer.write(audio[start:start + BLOCK_FRAMES])
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     return Path(path)

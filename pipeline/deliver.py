@@ -85,3 +85,133 @@ def deliver(mix: np.ndarray, stems: dict[str, np.ndarray], rate: int, layout: st
         gain_db += missing
     return Delivery(dict(zip(names, gained)), loudness.measure(mix, rate, layout), measurement, target, before,
                     speech_pct, gain_db, limiter_db, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------ block by block
+
+@dataclass(frozen=True)
+class StreamDelivery:
+    """`deliver` done block by block: the delivered stems went straight to their writers (`paths`)."""
+
+    paths: dict[str, "object"]     # "MIX", "DX", "ME" (+ "MX", "FX") → what each writer's close() returned
+    input: loudness.Loudness       # the original mix
+    measurement: str
+    target_lufs: float
+    measured_lufs: float
+    speech_pct: float
+    gain_db: float
+    limiter_db: float
+    passes: int                    # passes over the audio that wrote (1 unless the limiter needed a correction)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """What the measurement pass of `deliver_stream` found: the gain to start from."""
+
+    input: loudness.Loudness
+    measurement: str
+    target_lufs: float
+    measured_lufs: float
+    speech_pct: float
+    gain_db: float
+
+
+def plan_delivery(sources: dict, rate: int, layout: str, profile: Profile, *,
+                  speech_blocks: np.ndarray | None = None, block: int = 1 << 18) -> DeliveryPlan:
+    """The measurement pass: the mix's loudness, the profile's measurement (after any fallback) and the gain
+    that takes it to target. `sources` as for `deliver_stream`."""
+    from .meter import LoudnessMeter, TruePeakMeter
+
+    if profile.measurement == "dialog-gated" and speech_blocks is None:
+        raise ValueError("a dialog-gated profile needs the speech blocks of the dialogue stem")
+    speech_pct = 100.0 * float(np.mean(speech_blocks)) if speech_blocks is not None and len(speech_blocks) else math.nan
+    measurement, target = choose_measurement(profile, speech_pct)
+    mix, dx = sources["MIX"], sources["DX"]
+    lm, tp = LoudnessMeter(rate, mix.channels, layout), TruePeakMeter(rate, mix.channels)
+    dm = LoudnessMeter(rate, dx.channels, layout) if measurement == "dialogue-stem" else None
+    for s in range(0, mix.frames, block):
+        chunk = mix.read(s, block)
+        lm.add(chunk)
+        tp.add(chunk)
+        if dm is not None:
+            dm.add(dx.read(s, block))
+    before = (dm.integrated() if dm is not None else lm.gated(speech_blocks) if measurement == "dialog-gated"
+              else lm.integrated())
+    return DeliveryPlan(loudness.Loudness(lm.integrated(), tp.dbtp, tp.sample_peak_dbfs, lm.lra()), measurement,
+                        target, before, speech_pct, loudness.gain_to_target(before, target, MAX_GAIN_DB))
+
+
+def deliver_stream(sources: dict, rate: int, layout: str, profile: Profile, open_writer, *,
+                   speech_blocks: np.ndarray | None = None, plan: DeliveryPlan | None = None,
+                   block: int = 1 << 18) -> StreamDelivery:
+    """`deliver` block by block, in memory that does not grow with the length.
+
+    `sources` maps "MIX", "DX", "ME" (+ "MX", "FX") to aligned readers (`frames`, `channels`,
+    `read(start, count)`); `open_writer(name, channels)` returns a writer with `write(block)`, `close()` and
+    `abort()` (stream.WavWriter). The measurement pass (`plan_delivery`, unless `plan` is given) finds the
+    gain; each following pass gains, limits (one shared true-peak limiter, each signal scaled by its own
+    ceiling, as `deliver` does) and writes. When the limiter engaged and took the measurement more than
+    0.05 LU off target, the pass's files are discarded and the static gain corrected, up to MAX_PASSES
+    times, as `deliver` does.
+    """
+    from .meter import LoudnessMeter, StreamingLimiter
+
+    start = time.perf_counter()
+    plan = plan or plan_delivery(sources, rate, layout, profile, speech_blocks=speech_blocks, block=block)
+    measurement, target, gain_db = plan.measurement, plan.target_lufs, plan.gain_db
+    names = ["MIX", *[n for n in sources if n != "MIX"]]
+    readers = [sources[n] for n in names]
+    frames = readers[0].frames
+
+    def measured_of(mix_meter, dx_meter) -> float:
+        if measurement == "dialogue-stem":
+            return dx_meter.integrated()
+        if measurement == "dialog-gated":
+            return mix_meter.gated(speech_blocks)
+        return mix_meter.integrated()
+
+    ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
+    limiter_db, passes = 0.0, 0
+    for pass_no in range(MAX_PASSES):
+        passes += 1
+        g = np.float32(10.0 ** (gain_db / 20.0))
+        scale = [np.float32(10.0 ** ((gain_db - c) / 20.0)) for c in ceilings]
+        limiter = StreamingLimiter(rate, len(names), 0.0)
+        writers = {n: open_writer(n, r.channels) for n, r in zip(names, readers)}
+        meters = (LoudnessMeter(rate, readers[0].channels, layout),
+                  LoudnessMeter(rate, sources["DX"].channels, layout))
+        try:
+            def put(outs):
+                for n, out in zip(names, outs):
+                    if out.shape[0]:
+                        writers[n].write(out)
+                meters[0].add(outs[0])
+                meters[1].add(outs[names.index("DX")])
+
+            for s in range(0, frames, block):
+                xs = [r.read(s, block) for r in readers]
+                put(limiter.process([x * k for x, k in zip(xs, scale)], apply_to=[x * g for x in xs]))
+            if frames:
+                put(limiter.flush())
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        limiter_db = limiter.max_reduction_db
+        missing = target - measured_of(*meters) if limiter_db > 0 else 0.0
+        final = (limiter_db <= 0 or abs(missing) <= CONVERGED_LU or pass_no == MAX_PASSES - 1
+                 or gain_db + missing > MAX_GAIN_DB)
+        if final:
+            try:
+                paths = {n: w.close() for n, w in writers.items()}
+            except BaseException:
+                for w in writers.values():
+                    w.abort()
+                raise
+            break
+        for w in writers.values():
+            w.abort()
+        gain_db += missing
+    return StreamDelivery(paths, plan.input, measurement, target, plan.measured_lufs, plan.speech_pct, gain_db,
+                          limiter_db, passes, time.perf_counter() - start)

@@ -157,6 +157,7 @@ class Dfn3Separator:
         block = self.frame * self.BLOCK_FRAMES
         out = [proc.process_chunk(np.ascontiguousarray(padded[i:i + block])) for i in range(0, padded.size, block)]
         out.append(proc.finalize())
+        del proc              # dropped on this thread: the runtime must not be freed on another one
         y = np.concatenate(out)
         return y[:n] if y.size >= n else np.pad(y, (0, n - y.size))
 

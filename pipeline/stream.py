@@ -578,6 +578,8 @@ def separate_dfn3_stream(sep, mix: RawFile | ArrayReader, rate: int, layout: str
             pending[i].append(out)
     drain(True)
     dx.flush()
+    for eng in engines:   # drop each DFN3 runtime here, on the thread that made it (it is not Send)
+        eng.proc = None
     return StreamSeparation(dx=dx, mx=None, fx=None, model=sep.name, seconds=time.perf_counter() - start,
                             blocks=n_blocks)
 

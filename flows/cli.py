@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="auto | dfn3 | demucs name | .th/.safetensors file | repo folder "
                      "(default: the config's, auto)")
     run.add_argument("--config", type=Path, default=None, help="settings YAML (default configs/default.yaml)")
-    run.add_argument("--workers", type=int, default=1, help="files processed at once (default 1)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="files processed at once (default: one per CPU core, at most 4 and at most the number of "
+                     "files; torch gets cores ÷ workers threads each)")
     run.add_argument("--stream", type=int, default=0, help="which audio stream of each file (default 0, the first)")
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
@@ -200,7 +202,7 @@ def cmd_run(args) -> int:
     from pipeline.models import resolve
     from pipeline.profiles import load_profile
 
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise SystemExit("reelsplit: --workers must be at least 1")
     settings = Settings.load(args.config)
     if args.stereo_downmix:

@@ -43,7 +43,7 @@ class Run:
     """`reelsplit run DROP --out OUT --model dfn3 …` in its own process group, its output read line by line."""
 
     def __init__(self, drop: Path, out: Path, env: dict, *extra: str):
-        cmd = [str(REELSPLIT), "run", str(drop), "--out", str(out), "--model", "dfn3", *extra]
+        cmd = [str(REELSPLIT), "run", str(drop), "--out", str(out), "--model", "dfn3", "--workers", "1", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.seen: list[str] = []

@@ -247,6 +247,9 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
         spills.extend(f for f in (separation.dx, separation.mx, separation.fx) if f is not None)
     with timed("cleanup"):
         dx = _clean_stream(separation.dx, rate, layout, settings, profile, spill, work)
+        if dx is not separation.dx:       # the raw DX is not needed any more: give its disk space back
+            separation.dx.remove()
+            spills.remove(separation.dx)
     with timed("vad"):
         speech = vad.speech_regions_stream(dx, rate, chunk_s=60.0)
         n_blocks = max(0, mix.frames // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks

@@ -93,7 +93,6 @@ def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, settings: Setti
 
         per_channel = Dfn3Separator(dataclasses.replace(SeparationSettings(), dfn3_pairs="channels"))
         cleaned = stream_io.separate_dfn3_stream(per_channel, dx, rate, layout, work, name="dx-clean")
-        spill(None, cleaned.dx)
         return cleaned.dx
     out = spill("dx-clean", dx.channels)
     for block in cleanup.clean_stream(dx, rate, method=method, strength=strength):
@@ -231,10 +230,9 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
     work = job.out_dir
     work.mkdir(parents=True, exist_ok=True)
 
-    def spill(name: str | None, channels: int | stream_io.RawFile) -> stream_io.RawFile:
-        """A new spill file (or, given a RawFile, that one) removed when the title is done."""
-        f = channels if isinstance(channels, stream_io.RawFile) else stream_io.RawFile(
-            stream_io.spill_path(work, name), channels)
+    def spill(name: str, channels: int) -> stream_io.RawFile:
+        """A new spill file, removed when the title is done."""
+        f = stream_io.RawFile(stream_io.spill_path(work, name), channels)
         spills.append(f)
         return f
 
@@ -248,6 +246,8 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
     with timed("cleanup"):
         dx = _clean_stream(separation.dx, rate, layout, settings, profile, spill, work)
         if dx is not separation.dx:       # the raw DX is not needed any more: give its disk space back
+            if dx not in spills:
+                spills.append(dx)
             separation.dx.remove()
             spills.remove(separation.dx)
     with timed("vad"):

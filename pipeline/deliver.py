@@ -117,6 +117,15 @@ class DeliveryPlan:
     gain_db: float
 
 
+def _measured(measurement: str, mix_meter, dx_meter, speech_blocks: np.ndarray | None) -> float:
+    """The value of `measurement` from streaming meters of the mix and of DX (only the one it reads is needed)."""
+    if measurement == "dialogue-stem":
+        return dx_meter.integrated()
+    if measurement == "dialog-gated":
+        return mix_meter.gated(speech_blocks)
+    return mix_meter.integrated()
+
+
 def plan_delivery(sources: dict, rate: int, layout: str, profile: Profile, *,
                   speech_blocks: np.ndarray | None = None, block: int = 1 << 18) -> DeliveryPlan:
     """The measurement pass: the mix's loudness, the profile's measurement (after any fallback) and the gain
@@ -136,8 +145,7 @@ def plan_delivery(sources: dict, rate: int, layout: str, profile: Profile, *,
         tp.add(chunk)
         if dm is not None:
             dm.add(dx.read(s, block))
-    before = (dm.integrated() if dm is not None else lm.gated(speech_blocks) if measurement == "dialog-gated"
-              else lm.integrated())
+    before = _measured(measurement, lm, dm, speech_blocks)
     return DeliveryPlan(loudness.Loudness(lm.integrated(), tp.dbtp, tp.sample_peak_dbfs, lm.lra()), measurement,
                         target, before, speech_pct, loudness.gain_to_target(before, target, MAX_GAIN_DB))
 
@@ -164,13 +172,6 @@ def deliver_stream(sources: dict, rate: int, layout: str, profile: Profile, open
     readers = [sources[n] for n in names]
     frames = readers[0].frames
 
-    def measured_of(mix_meter, dx_meter) -> float:
-        if measurement == "dialogue-stem":
-            return dx_meter.integrated()
-        if measurement == "dialog-gated":
-            return mix_meter.gated(speech_blocks)
-        return mix_meter.integrated()
-
     ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
     limiter_db, passes = 0.0, 0
     for pass_no in range(MAX_PASSES):
@@ -179,15 +180,16 @@ def deliver_stream(sources: dict, rate: int, layout: str, profile: Profile, open
         scale = [np.float32(10.0 ** ((gain_db - c) / 20.0)) for c in ceilings]
         limiter = StreamingLimiter(rate, len(names), 0.0)
         writers = {n: open_writer(n, r.channels) for n, r in zip(names, readers)}
-        meters = (LoudnessMeter(rate, readers[0].channels, layout),
-                  LoudnessMeter(rate, sources["DX"].channels, layout))
+        # the delivered measurement, for the correction: only the meter it reads (mix or DX)
+        on_dx = measurement == "dialogue-stem"
+        meter = LoudnessMeter(rate, sources["DX" if on_dx else "MIX"].channels, layout)
+        metered = names.index("DX" if on_dx else "MIX")
         try:
             def put(outs):
                 for n, out in zip(names, outs):
                     if out.shape[0]:
                         writers[n].write(out)
-                meters[0].add(outs[0])
-                meters[1].add(outs[names.index("DX")])
+                meter.add(outs[metered])
 
             for s in range(0, frames, block):
                 xs = [r.read(s, block) for r in readers]
@@ -199,7 +201,7 @@ def deliver_stream(sources: dict, rate: int, layout: str, profile: Profile, open
                 w.abort()
             raise
         limiter_db = limiter.max_reduction_db
-        missing = target - measured_of(*meters) if limiter_db > 0 else 0.0
+        missing = target - _measured(measurement, meter, meter, speech_blocks) if limiter_db > 0 else 0.0
         final = (limiter_db <= 0 or abs(missing) <= CONVERGED_LU or pass_no == MAX_PASSES - 1
                  or gain_db + missing > MAX_GAIN_DB)
         if final:

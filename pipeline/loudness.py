@@ -453,6 +453,17 @@ def apply_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
 # true-peak limiter
 
 
+def check_limiter_args(ceiling_dbtp: float, lookahead_ms: float, release_ms: float, margin_db: float) -> None:
+    """ValueError unless the limiter's settings make sense (both limiters check them the same way)."""
+    if not math.isfinite(ceiling_dbtp):
+        raise ValueError(f"ceiling must be finite, got {ceiling_dbtp}")
+    if not lookahead_ms > 0 or not release_ms >= 0 or not margin_db >= 0:
+        raise ValueError(
+            "need lookahead_ms > 0, release_ms >= 0, margin_db >= 0; "
+            f"got {lookahead_ms}, {release_ms}, {margin_db}"
+        )
+
+
 def true_peak_limiter(
     signals: Sequence[np.ndarray],
     rate: int,
@@ -486,13 +497,7 @@ def true_peak_limiter(
     n = xs[0].shape[0]
     if any(x.shape[0] != n for x in xs):
         raise ValueError(f"signals must have the same length, got {[x.shape[0] for x in xs]} samples")
-    if not math.isfinite(ceiling_dbtp):
-        raise ValueError(f"ceiling must be finite, got {ceiling_dbtp}")
-    if not lookahead_ms > 0 or not release_ms >= 0 or not margin_db >= 0:
-        raise ValueError(
-            "need lookahead_ms > 0, release_ms >= 0, margin_db >= 0; "
-            f"got {lookahead_ms}, {release_ms}, {margin_db}"
-        )
+    check_limiter_args(ceiling_dbtp, lookahead_ms, release_ms, margin_db)
     lookahead = max(1, round(lookahead_ms * rate / 1000.0))
     hold = max(0, round(release_ms * rate / 1000.0))
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)

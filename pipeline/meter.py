@@ -30,6 +30,7 @@ from .loudness import (
     _k_weighting_sos,
     _oversampling,
     _peak_track,
+    check_limiter_args,
 )
 
 _HOP_S = 0.1  # one energy value per 100 ms: gating blocks are 4 hops, short-term windows 30
@@ -350,13 +351,7 @@ class StreamingLimiter:
         self.rate = _check_rate(rate)
         if n_signals < 1:
             raise ValueError(f"the limiter needs at least one signal, got {n_signals}")
-        if not math.isfinite(ceiling_dbtp):
-            raise ValueError(f"ceiling must be finite, got {ceiling_dbtp}")
-        if not lookahead_ms > 0 or not release_ms >= 0 or not margin_db >= 0:
-            raise ValueError(
-                "need lookahead_ms > 0, release_ms >= 0, margin_db >= 0; "
-                f"got {lookahead_ms}, {release_ms}, {margin_db}"
-            )
+        check_limiter_args(ceiling_dbtp, lookahead_ms, release_ms, margin_db)
         self.n_signals = int(n_signals)
         self.ceiling_dbtp = float(ceiling_dbtp)
         lookahead = max(1, round(lookahead_ms * self.rate / 1000.0))

@@ -67,6 +67,24 @@ def _overlap_s(a, b) -> float:
     return sum(max(0.0, min(x.end_s, y.end_s) - max(x.start_s, y.start_s)) for x in a for y in b)
 
 
+def _verdict(profile: Profile, layout: str, m: dict, blocks_mix: np.ndarray, me_speech, speech_s: float,
+             e_dx: float, e_me: float, dx_speech: float, dx_quiet: float) -> QcResult:
+    """The QcResult from the measurements `m` (whole-file or streamed alike): the figures derived from them
+    (maxima, leakage, M&E against DX, DX outside dialogue) and the verdict."""
+    short_term = m["short_term"]["MIX"]
+    m = dict(
+        m,
+        short_term_max_lufs=float(short_term.max()) if short_term.size else float("-inf"),
+        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
+        true_peak_dbtp=max(m["stem_true_peaks"].values()),
+        speech_leak_pct=100.0 * _overlap_s(m["speech"], me_speech) / speech_s if speech_s else 0.0,
+        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
+        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
+    )
+    reasons = verdict(profile, layout, m)
+    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **m)
+
+
 def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResult:
     """Read the written WAVs (at least MIX, DX, ME) back, measure them and give the verdict."""
     data, rate = {}, 0
@@ -97,25 +115,16 @@ def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResul
     e_dx, e_me = _energy_in(dx, speech, rate), _energy_in(me, speech, rate)
     short_term = {n: loudness.short_term_loudness(data[n], rate, layout) for n in ("MIX", "DX", "ME")}
 
-    result = dict(
+    return _verdict(profile, layout, dict(
         measurement=measurement, target_lufs=target, measured_lufs=measured,
         output_lufs=loudness.integrated_loudness(mix, rate, layout),
         dialog_gated_lufs=loudness.gated_loudness(blocks_mix, mask),
         lra_lu=loudness.loudness_range(mix, rate, layout),
-        short_term_max_lufs=float(short_term["MIX"].max()) if short_term["MIX"].size else float("-inf"),
-        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
         dx_lufs=loudness.integrated_loudness(dx, rate, layout),
         me_lufs=loudness.integrated_loudness(me, rate, layout),
-        true_peak_dbtp=max(peaks.values()), stem_true_peaks=peaks, null_residual_dbfs=null_db,
-        clipped_samples=clipped, speech_pct=speech_pct,
-        speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
-        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
-        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
-        samples=samples, rate=rate, speech=speech,
-        short_term=short_term,
-    )
-    reasons = verdict(profile, layout, result)
-    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **result)
+        stem_true_peaks=peaks, null_residual_dbfs=null_db, clipped_samples=clipped, speech_pct=speech_pct,
+        samples=samples, rate=rate, speech=speech, short_term=short_term,
+    ), blocks_mix, me_speech, speech_s, e_dx, e_me, dx_speech, dx_quiet)
 
 
 def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, speech, me_speech,
@@ -172,26 +181,14 @@ def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, spe
     short_term = {n: m.short_term() for n, m in meters.items()}
     stem_peaks = {name: p.dbtp for name, p in peaks.items()}
 
-    result = dict(
+    return _verdict(profile, layout, dict(
         measurement=measurement, target_lufs=target, measured_lufs=measured,
-        output_lufs=output_lufs,
-        dialog_gated_lufs=dialog_gated,
-        lra_lu=meters["MIX"].lra(),
-        short_term_max_lufs=float(short_term["MIX"].max()) if short_term["MIX"].size else float("-inf"),
-        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
-        dx_lufs=dx_lufs,
-        me_lufs=meters["ME"].integrated(),
-        true_peak_dbtp=max(stem_peaks.values()), stem_true_peaks=stem_peaks,
-        null_residual_dbfs=_db(residual),
+        output_lufs=output_lufs, dialog_gated_lufs=dialog_gated, lra_lu=meters["MIX"].lra(),
+        dx_lufs=dx_lufs, me_lufs=meters["ME"].integrated(),
+        stem_true_peaks=stem_peaks, null_residual_dbfs=_db(residual),
         clipped_samples=int(sum(p.clipped for p in peaks.values())), speech_pct=speech_pct,
-        speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
-        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
-        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
-        samples=samples, rate=rate, speech=speech,
-        short_term=short_term,
-    )
-    reasons = verdict(profile, layout, result)
-    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **result)
+        samples=samples, rate=rate, speech=speech, short_term=short_term,
+    ), blocks_mix, me_speech, speech_s, e_dx, e_me, dx_speech, dx_quiet)
 
 
 def verdict(profile: Profile, layout: str, m: dict) -> list[str]:

@@ -41,7 +41,22 @@ BLOCK_S = 10.0          # default block length of the streaming stages, seconds
 _READ_FRAMES = 1 << 16  # frames per pipe read
 
 
-class RawFile:
+class Reader:
+    """What every block reader here has: `frames`, `channels`, `read(start, count)` (clipped to the end) and
+    consecutive `blocks(size)`."""
+
+    frames: int
+    channels: int
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.frames, max(1, int(size))):
+            yield self.read(start, size)
+
+
+class RawFile(Reader):
     """A float32 interleaved (samples, channels) spill file: append blocks, read any range back.
 
     Reads and writes go through the file (no memory map), so reading a 2-hour file block by block keeps the
@@ -81,10 +96,6 @@ class RawFile:
         data = self._fh.read(count * self._frame_bytes)
         return np.frombuffer(data, dtype="<f4").reshape(-1, self.channels).astype(np.float32)
 
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
-
     def flush(self) -> None:
         self._fh.flush()
 
@@ -109,7 +120,7 @@ def spill_path(folder: Path, name: str) -> Path:
     return Path(folder) / f".{name}{PARTIAL_MARK}{os.getpid()}.f32"
 
 
-class WavReader:
+class WavReader(Reader):
     """The RawFile reading interface over a WAV/RF64 file (soundfile), read in blocks."""
 
     def __init__(self, path: Path):
@@ -124,15 +135,11 @@ class WavReader:
         self._sf.seek(min(start, self.frames))
         return self._sf.read(max(0, min(int(count), self.frames - start)), dtype="float32", always_2d=True)
 
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
-
     def close(self) -> None:
         self._sf.close()
 
 
-class Mapped:
+class Mapped(Reader):
     """A reader whose blocks are `fn(block)` of another's (e.g. a downmix); `channels` is fn's output width."""
 
     def __init__(self, reader, fn: Callable[[np.ndarray], np.ndarray], channels: int):
@@ -141,12 +148,8 @@ class Mapped:
     def read(self, start: int, count: int) -> np.ndarray:
         return np.asarray(self.fn(self.reader.read(start, count)), dtype=np.float32)
 
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
 
-
-class Difference:
+class Difference(Reader):
     """A reader of `a − b` (M&E = mix − DX) over two aligned readers."""
 
     def __init__(self, a, b):
@@ -155,12 +158,8 @@ class Difference:
     def read(self, start: int, count: int) -> np.ndarray:
         return (self.a.read(start, count) - self.b.read(start, count)).astype(np.float32)
 
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
 
-
-class ArrayReader:
+class ArrayReader(Reader):
     """The RawFile reading interface over an in-memory (samples, channels) array (tests, small inputs)."""
 
     def __init__(self, audio: np.ndarray):
@@ -172,10 +171,6 @@ class ArrayReader:
     def read(self, start: int, count: int) -> np.ndarray:
         start = max(0, int(start))
         return self.audio[start:start + max(0, int(count))]
-
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
 
 
 class Resampler:
@@ -490,7 +485,7 @@ def _apply_group(sep, model, reader, mean: float, std: float):
     raise ValueError(f"cannot feed {channels} channels to a {model.audio_channels}-channel model")
 
 
-class _Repeat:
+class _Repeat(Reader):
     """A mono reader seen as `n` identical channels."""
 
     def __init__(self, reader, n: int):
@@ -500,7 +495,7 @@ class _Repeat:
         return np.repeat(self.reader.read(start, count), self.channels, axis=1)
 
 
-class _Columns:
+class _Columns(Reader):
     """A reader of some channels of another reader."""
 
     def __init__(self, reader, columns: Sequence[int]):
@@ -509,10 +504,6 @@ class _Columns:
 
     def read(self, start: int, count: int) -> np.ndarray:
         return np.ascontiguousarray(self.reader.read(start, count)[:, self.columns])
-
-    def blocks(self, size: int) -> Iterator[np.ndarray]:
-        for start in range(0, self.frames, max(1, int(size))):
-            yield self.read(start, size)
 
 
 def _interleave(out: RawFile, parts: list[tuple[Sequence[int], RawFile]], frames: int, block: int = 1 << 18) -> None:
@@ -634,23 +625,18 @@ class _Dfn3Track:
     def flush(self) -> np.ndarray:
         return self._step(np.zeros((0, 2 if self.kind == "mid" else 1), np.float32), last=True)
 
+    def _speech(self, mono: np.ndarray, last: bool) -> np.ndarray:
+        """DFN3 of a mono signal at the source rate, streamed as `Dfn3Separator._channel` does it whole
+        (to 48 kHz, DFN3, back); `last` flushes the resamplers and the runtime."""
+        x48 = self.to48.flush() if last else self.to48.push(mono[:, None])
+        out = self.back.push(self._dfn(x48[:, 0], last)[:, None])[:, 0]
+        return np.concatenate([out, self.back.flush()[:, 0]]) if last else out
+
     def _step(self, chunk: np.ndarray, last: bool) -> np.ndarray:
         if self.kind == "channel":
-            if last:
-                x48 = self.to48.flush()[:, 0]
-                y48 = self._dfn(x48, True)
-                out = np.concatenate([self.back.push(y48[:, None])[:, 0], self.back.flush()[:, 0]])
-            else:
-                y48 = self._dfn(self.to48.push(chunk)[:, 0], False)
-                out = self.back.push(y48[:, None])[:, 0]
-            return out[:, None]
+            return self._speech(chunk[:, 0], last)[:, None]
         # mid: DFN3 of the pair's mean, then the pan gains per window of `rate` samples
-        if last:
-            y48 = self._dfn(self.to48.flush()[:, 0], True)
-            speech = np.concatenate([self.back.push(y48[:, None])[:, 0], self.back.flush()[:, 0]])
-        else:
-            y48 = self._dfn(self.to48.push(chunk.mean(axis=1)[:, None])[:, 0], False)
-            speech = self.back.push(y48[:, None])[:, 0]
+        speech = self._speech(chunk.mean(axis=1), last)
         self.pair_q = np.concatenate([self.pair_q, chunk.astype(np.float32)])
         self.speech_q = np.concatenate([self.speech_q, speech])
         return self._place(last)

@@ -223,6 +223,7 @@ def cmd_run(args) -> int:
              if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
     from . import prefect_env
     prefect_env.configure()
+    server = prefect_env.start_local_server()   # comes up while the pipeline is imported
     from .reel import run
 
     out = args.out.expanduser().absolute()
@@ -230,8 +231,9 @@ def cmd_run(args) -> int:
         add_file_log(out / "reports" / "reelsplit.log")
     except OSError as exc:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
-    summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
-                  audio_stream=args.stream, dask=args.dask)
+    with prefect_env.connected(server):
+        summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
+                      audio_stream=args.stream, dask=args.dask)
     ok = sum(r.status == "ok" for r in summary.rows)
     skipped = sum(r.status == "skipped" for r in summary.rows)
     qc_failed = sum(r.qc == "fail" for r in summary.rows)

@@ -6,8 +6,11 @@ PREFECT_API_URL (a real server) is left alone, and the same flow then shows up i
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -27,3 +30,122 @@ def configure(home: Path | None = None) -> None:
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+class LocalServer:
+    """A Prefect API server for one CLI process: `prefect server start` (Prefect's documented CLI) on a free
+    local port, SQLite in PREFECT_HOME, its log in PREFECT_HOME/server.log, stopped when the CLI ends.
+
+    `reelsplit run` starts one without services (`--no-services --no-ui`: only the API) before the pipeline,
+    torch and the model are imported, so it comes up meanwhile. Left to itself, the flow's first API call
+    would import Prefect's server module in this process (~3 s on 2 cores) and only then start the same kind
+    of temporary server and wait for it (~4.5 s): benchmarks/RESULTS.md. `reelsplit serve` starts one with
+    services, in its own session (Ctrl-C stops the runner first), because a cron schedule needs Prefect's
+    scheduler service, which a temporary server does not run.
+
+    `connected()` waits for it and points this process at it: Prefect reads its settings once, when
+    imported, so the URL is set as a temporary setting, and in the environment for child processes (Dask
+    workers, flow-run subprocesses)."""
+
+    def __init__(self, timeout: float = 120.0, *, services: bool = False, own_session: bool = False):
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.timeout = timeout
+        self.log = Path(os.environ["PREFECT_HOME"]) / "server.log"
+        cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd + ([] if services else ["--no-services", "--no-ui"]),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=own_session)
+        atexit.register(self.stop)
+
+    def wait(self) -> None:
+        """Block until the server answers /health; a one-line ConfigError if it exits or stays silent."""
+        import time
+        import urllib.request
+
+        from pipeline.errors import ConfigError
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise ConfigError(f"the local Prefect server exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:     # not listening yet (URLError is an OSError)
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"the local Prefect server did not answer in {self.timeout:.0f} s; "
+                                  f"see {self.log}")
+            time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[str]:
+        """Wait for the server, then run the block with Prefect pointed at it; yields its API URL."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        self.wait()
+        os.environ["PREFECT_API_URL"] = self.url
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: self.url}):
+                yield self.url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:   # noqa: BLE001 - still running after SIGTERM
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_local_server(**kw) -> LocalServer | None:
+    """A `LocalServer` when Prefect has no API to use (no URL in the environment, a profile or a settings
+    file, and temporary servers allowed); None when one is configured."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    kw.setdefault("timeout", float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120)))
+    return LocalServer(**kw)
+
+
+@contextlib.contextmanager
+def connected(server: LocalServer | None) -> Iterator[str | None]:
+    """`server.connected()`, stopping it afterwards; with None, Prefect uses the API it is configured for."""
+    if server is None:
+        from prefect.settings import PREFECT_API_URL
+        yield PREFECT_API_URL.value() or None
+        return
+    try:
+        with server.connected() as url:
+            yield url
+            drain_workers()
+    finally:
+        server.stop()
+
+
+def drain_workers() -> None:
+    """Send the log lines and events Prefect still holds to the server, before it stops: what Prefect's own
+    test harness does before it stops its server (prefect/testing/utilities.py, `prefect_test_harness`).
+    Otherwise they are sent at exit to a server that is gone, and the process waits on retries."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        APILogWorker.instance().drain()
+    except RuntimeError:        # never started: nothing to send
+        pass
+    EventsWorker.drain_all()

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +44,11 @@ class ReelJob:
 def settings_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+
+# silero-vad runs this much audio per batch of ~33 s lanes: about 58 MB whatever the reel's length. Measured on
+# 2 cores (5 min of dialogue): 1.0 s per pass at 300 s against 3.2 s at 60 s, the same regions
+# (benchmarks/RESULTS.md, overhead).
+VAD_CHUNK_S = 300.0
 
 _separators: dict[tuple, Separator] = {}
 _separators_lock = threading.Lock()
@@ -95,7 +101,8 @@ def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, settings: Setti
         cleaned = stream_io.separate_dfn3_stream(per_channel, dx, rate, layout, work, name="dx-clean")
         return cleaned.dx
     out = spill("dx-clean", dx.channels)
-    for block in cleanup.clean_stream(dx, rate, method=method, strength=strength):
+    import torch    # the file's share of the cores (reel.set_torch_threads): as many blocks filtered at once
+    for block in cleanup.clean_stream(dx, rate, method=method, strength=strength, threads=torch.get_num_threads()):
         out.append(block)
     out.flush()
     return out
@@ -107,7 +114,7 @@ def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
     for name in ("DX", "ME"):
         reader = stream_io.WavReader(wavs[name])
         try:
-            regions.append(vad.speech_regions_stream(reader, reader.rate, chunk_s=60.0))
+            regions.append(vad.speech_regions_stream(reader, reader.rate, chunk_s=VAD_CHUNK_S))
         finally:
             reader.close()
     return qc.check_stems_stream(wavs, layout, profile, *regions)
@@ -160,7 +167,11 @@ class StageTimer:
         self.current = name
         t0 = time.perf_counter()
         yield
-        self.row.stage_seconds[name] = self.row.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+        self.record(name, time.perf_counter() - t0)
+
+    def record(self, name: str, seconds: float) -> None:
+        """Add `seconds` to stage `name` and print its line (also for a stage timed elsewhere)."""
+        self.row.stage_seconds[name] = self.row.stage_seconds.get(name, 0.0) + seconds
         self.say(f"[{self.title}] {name:<9} {self.row.stage_seconds[name]:7.2f} s")
 
 
@@ -223,6 +234,35 @@ def _stages(job, spec, settings, profile, force, say, row, timed, info, stream, 
             f.remove()
 
 
+def _start_remux(job, info, stream, wavs, profile, settings, timeout) -> Future:
+    """The remux (an ffmpeg process: picture copied, the stems as labelled tracks) started in a thread, so it
+    runs on another core while the QC reads the stems; `_finish_remux` waits for it."""
+    def remux_now() -> tuple[remux.RemuxResult, float]:
+        t0 = time.perf_counter()
+        _, suffix = remux.deliverable_container(info, stream.audio_index)
+        tracks = deliverable_tracks(wavs, profile, stream.language or settings.language)
+        result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
+                             bit_depth=profile.bit_depth, timeout=timeout)
+        return result, time.perf_counter() - t0
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix=f"remux-{job.title}")
+    try:
+        return pool.submit(remux_now)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _finish_remux(remuxing: Future, row: ReportRow, timed: "StageTimer"):
+    """Wait for the remux; its time is recorded as its own stage, and a failure is reported as the remux's."""
+    try:
+        result, seconds = remuxing.result()
+    except BaseException:
+        timed.current = "remux"
+        raise
+    timed.record("remux", seconds)
+    return result
+
+
 def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, layout, key, input_sha, timeout,
                    spills) -> ReportRow:
     """Every stage block by block through spill files in the title's folder, so memory does not grow with the
@@ -251,7 +291,7 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
             separation.dx.remove()
             spills.remove(separation.dx)
     with timed("vad"):
-        speech = vad.speech_regions_stream(dx, rate, chunk_s=60.0)
+        speech = vad.speech_regions_stream(dx, rate, chunk_s=VAD_CHUNK_S)
         n_blocks = max(0, mix.frames // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks
         speech_blocks = vad.block_mask(speech, n_blocks)
     sources = {"MIX": mix, "DX": dx, "ME": stream_io.Difference(mix, dx)}
@@ -282,31 +322,30 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
                     r.close()
             wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
     outputs = list(wavs.values())
-    if info.has_video:
-        with timed("remux"):
-            _, suffix = remux.deliverable_container(info, stream.audio_index)
-            result = remux.remux(info, stream.audio_index,
-                                 deliverable_tracks(wavs, profile, stream.language or settings.language),
-                                 job.out_dir / f"{job.title}{suffix}", bit_depth=profile.bit_depth,
-                                 timeout=timeout)
-            row.deliverable = str(result.path)
-            outputs.append(result.path)
-    with timed("qc"):
-        checked = _check(wavs, layout, profile)
-        if "stereo/MIX" in wavs:
-            stereo_qc = _check({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
-            row.stereo_lufs, row.stereo_tp_dbtp = stereo_qc.output_lufs, stereo_qc.true_peak_dbtp
-            reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo_qc.reasons)
-            checked = dataclasses.replace(checked, reasons=reasons, qc="fail" if reasons else "pass")
-        fill_qc(row, checked)
-        fps = info.video[0].frame_rate if info.has_video else None
-        spots = spotting.spotting_list_from_wav(checked.speech, wavs["DX"], rate, _supported_fps(fps),
-                                                layout=layout)
-        for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
-                             (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
-            writer(path, spots)
-            outputs.append(path)
-        row.dialogue_lines = len(spots)
+    remuxing = _start_remux(job, info, stream, wavs, profile, settings, timeout) if info.has_video else None
+    try:
+        with timed("qc"):       # while ffmpeg remuxes on another core
+            checked = _check(wavs, layout, profile)
+            if "stereo/MIX" in wavs:
+                stereo_qc = _check({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
+                row.stereo_lufs, row.stereo_tp_dbtp = stereo_qc.output_lufs, stereo_qc.true_peak_dbtp
+                reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo_qc.reasons)
+                checked = dataclasses.replace(checked, reasons=reasons, qc="fail" if reasons else "pass")
+            fill_qc(row, checked)
+            fps = info.video[0].frame_rate if info.has_video else None
+            spots = spotting.spotting_list_from_wav(checked.speech, wavs["DX"], rate, _supported_fps(fps),
+                                                    layout=layout)
+            for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
+                                 (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
+                writer(path, spots)
+                outputs.append(path)
+            row.dialogue_lines = len(spots)
+    finally:
+        if remuxing is not None:    # always waited for: a failure must not clean up under a running remux
+            result = _finish_remux(remuxing, row, timed)
+    if remuxing is not None:
+        row.deliverable = str(result.path)
+        outputs.append(result.path)
     if checked.qc == "fail":
         say(f"[{job.title}] QC fail: " + "; ".join(checked.reasons))
     row.status, row.stage = "ok", ""

@@ -49,11 +49,17 @@ RegionLike = Region | tuple[float, float]
 def _model():
     """silero-vad's TorchScript model, from the wheel (no download), loaded once per process."""
     try:
-        from silero_vad import load_silero_vad
+        import torch
 
-        with warnings.catch_warnings():  # its loader's DeprecationWarnings (importlib path, torch.jit.load)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return load_silero_vad()
+        threads = torch.get_num_threads()
+        try:
+            from silero_vad import load_silero_vad
+
+            with warnings.catch_warnings():  # its loader's DeprecationWarnings (importlib path, torch.jit.load)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return load_silero_vad()
+        finally:    # silero_vad/model.py calls torch.set_num_threads(1) when imported: for the whole process,
+            torch.set_num_threads(threads)      # so every later separation would run on one thread
     except Exception as exc:  # ImportError, a damaged wheel, a torch mismatch
         raise ModelError(f"cannot load silero-vad: {exc} (pip install silero-vad)") from exc
 

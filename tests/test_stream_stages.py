@@ -76,11 +76,12 @@ def whole(dx: np.ndarray, **kwargs):
 
 @needs_demo
 @pytest.mark.parametrize("seconds", [pytest.param(31.3, marks=pytest.mark.slow), 9.7])  # 3 blocks; under one
-def test_clean_stream_equals_clean_dialogue(noisy_dx, seconds):
+@pytest.mark.parametrize("threads", [1, 2])    # blocks filtered one at a time, or two at once in a pool
+def test_clean_stream_equals_clean_dialogue(noisy_dx, seconds, threads):
     dx = noisy_dx[: round(seconds * RATE)]
     ref = whole(dx, strength=0.7)
     stats = CleanupStats()
-    blocks = list(clean_stream(ArrayReader(dx), RATE, strength=0.7, stats=stats))
+    blocks = list(clean_stream(ArrayReader(dx), RATE, strength=0.7, stats=stats, threads=threads))
     out = np.concatenate(blocks)
     diff_db = level_db(out - ref.dx) - level_db(dx)
     print(f"{seconds} s: {len(blocks)} blocks, stream - whole {diff_db:.1f} dB re DX; "

@@ -1,0 +1,60 @@
+"""The Prefect server a CLI run starts for itself (flows/prefect_env.py): started, used, drained and stopped;
+left alone when an API is configured. And silero-vad's import no longer changes torch's thread count."""
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_no_local_server_when_an_api_is_configured():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows import prefect_env
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert prefect_env.start_local_server() is None
+
+
+def test_local_server_runs_the_flow_and_is_stopped(tmp_path):
+    """A flow run through the started server is recorded there (read back through its API), and the server
+    process is gone afterwards. In a child process: Prefect reads its settings when imported."""
+    code = """
+import asyncio, sys
+from flows import prefect_env
+prefect_env.configure()
+server = prefect_env.start_local_server()
+assert server is not None
+from prefect import flow, get_client
+
+@flow(name="reelsplit-env-check")
+def check():
+    return 42
+
+async def count():
+    async with get_client() as client:
+        return len(await client.read_flow_runs())
+
+with prefect_env.connected(server) as url:
+    assert url == server.url, (url, server.url)
+    assert check() == 42
+    runs = asyncio.run(count())
+print(runs, server.proc.poll() is not None)
+"""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "DO_NOT_TRACK": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs, stopped = out.stdout.split()
+    assert int(runs) >= 1 and stopped == "True"
+    assert "Error logging to API" not in out.stderr      # logs were sent before the server stopped
+
+
+def test_loading_silero_keeps_torch_threads():
+    """silero_vad's model module calls torch.set_num_threads(1) when imported; without the restore in
+    vad._model every separation after the first VAD ran on one thread."""
+    code = ("import torch; torch.set_num_threads(2); from pipeline import vad; vad._model(); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "2"

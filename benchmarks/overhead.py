@@ -3,7 +3,7 @@
 For each model (default `dfn3` and `dme-small`) on one seeded stereo 48 kHz reel (default 1 minute):
 
   1. `reelsplit run` as a user runs it: per-stage seconds from its report (OUT/reports/latest.csv) and the
-     whole process's wall time (the rest is start-up: imports, Prefect's temporary server, the report);
+     whole process's wall time (the rest is start-up: imports, Prefect's server start, the report);
   2. the same reel in-process through `flows.steps.process_reel` (what the flow runs per file), with the model
      loaded beforehand and its forward passes timed: the separation model's (demucs `forward`, DFN3's
      `process_chunk`/`finalize`) and silero-vad's (VAD and QC), attributed to the stage they ran in; optionally

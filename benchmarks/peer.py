@@ -14,12 +14,19 @@ tree's sum, sampled every 0.1 s, and the largest single process, as `/usr/bin/ti
 ratios and the issue's goals (reelsplit at most 1.1x the demucs CLI's separation wall time, lower peak memory).
 
     .venv/bin/python benchmarks/peer.py [--minutes 5] [--model dme-small] [--repeat 1] [--csv FILE]
+    .venv/bin/python benchmarks/peer.py --untrained htdemucs     # timing only, see below
+
+`--untrained htdemucs`: the htdemucs architecture (demucs's default HTDemucs arguments, 7.8 s segment, 4 music
+sources, as benchmarks/gpu_rtf.py builds it) with seeded random weights, written as a `.th` package for both tools.
+No htdemucs weights can be downloaded here, and the point is the cost of a model whose forward pass dominates, as
+the production model's does: its stems are not separations, and its rows are labelled so.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from _common import (BenchmarkError, Column, add_common_args, audio_seconds, demucs_cli, demucs_repo,
@@ -54,7 +61,7 @@ def one_round(i: int, reel, seconds: float, args, repo, profile, stem_map, cores
                                       log=work / "logs" / f"loudnorm-{i}.log", target_lufs=profile.target_lufs,
                                       true_peak_dbtp=profile.true_peak_dbtp)
     note(f"round {i}: loudnorm {first.wall_s + second.wall_s:.1f} s; reelsplit run ...")
-    ours = reelsplit_run([reel], work / "reelsplit", model=args.model, log=work / "logs" / f"reelsplit-{i}.log",
+    ours = reelsplit_run([reel], work / "reelsplit", model=args.reelsplit_model, log=work / "logs" / f"reelsplit-{i}.log",
                          extra=["--profile", args.profile], timeout=args.timeout)
     note(f"round {i}: reelsplit {ours.sampled.wall_s:.1f} s")
 
@@ -77,6 +84,28 @@ def one_round(i: int, reel, seconds: float, args, repo, profile, stem_map, cores
     rows.append({"run": i, "what": "reelsplit: inside the flow (report total_s)", "wall_s": ours.pipeline_s,
                  "rtf": ours.pipeline_s / seconds, "separate_s": ours.stage_seconds["separate"]})
     return rows
+
+
+def untrained_package(arch: str, folder: Path) -> tuple[str, Path]:
+    """A demucs repo folder with a seeded, untrained `arch` package (`<name>-<sha[:8]>.th`); returns the
+    name for `python -m demucs -n` and the file for `reelsplit run --model`."""
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    from pipeline.train import write_package
+
+    if arch != "htdemucs":
+        raise BenchmarkError(f"--untrained: only htdemucs is known, not {arch}")
+    name = f"{arch}-untrained"
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = [p for p in folder.glob(f"{name}-*.th") if p.stem.rsplit("-", 1)[0] == name]
+    if existing:
+        return name, existing[0]
+    torch.manual_seed(0)
+    args, kwargs = (), {"sources": ["drums", "bass", "other", "vocals"], "segment": Fraction(39, 5)}
+    model = HTDemucs(*args, **kwargs)
+    return name, write_package(folder, name, HTDemucs, args, kwargs, model.state_dict(),
+                               {"untrained": "seeded random weights: for timing only"})
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -112,6 +141,8 @@ def main(argv=None) -> int:
                    help="torch threads for the demucs CLI (default: all cores, as `reelsplit run --workers 1`)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of (peer, reelsplit); ratios use medians")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per command")
+    p.add_argument("--untrained", metavar="ARCH", default=None,
+                   help="instead of --model: ARCH (htdemucs) with seeded random weights, for timing only")
     add_common_args(p)
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.repeat < 1:
@@ -121,14 +152,20 @@ def main(argv=None) -> int:
         from pipeline.config import Settings
         from pipeline.profiles import load_profile
 
+        if args.untrained:
+            args.model, package = untrained_package(args.untrained, args.work / "demucs-repo-untrained")
+            args.reelsplit_model, repo = str(package), package.parent
+        else:
+            args.reelsplit_model = args.model
         m = print_header(f"Peer benchmark: demucs CLI (+ loudnorm) vs reelsplit run, {args.minutes:g} min, "
-                         f"model {args.model}")
+                         f"model {args.model}" + (" (random weights: timing only)" if args.untrained else ""))
         args.threads = args.threads or m.cores
         profile = load_profile(args.profile)
         settings = Settings.load(None)
         reel = make_reel(args.minutes * 60, args.seed, folder=args.work / "inputs")
         seconds = audio_seconds(reel)
-        repo = demucs_repo(args.model, folder=args.work / "demucs-repo")
+        if not args.untrained:
+            repo = demucs_repo(args.model, folder=args.work / "demucs-repo")
         sep = settings.separation
         print(f"Input: {reel.name}, {seconds:.1f} s stereo 48 kHz (seed {args.seed}). Model {args.model}; "
               f"segment {sep.segment or 'model default'}, overlap {sep.overlap}, shifts {sep.shifts}, "

@@ -223,8 +223,9 @@ def cmd_run(args) -> int:
              if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
     from . import prefect_env
     prefect_env.configure()
-    server = prefect_env.start_local_server()   # comes up while the pipeline is imported
+    server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported
     from .reel import run
+    import torch  # noqa: F401 - the flow needs it; imported here it overlaps the server's start (~2 s)
 
     out = args.out.expanduser().absolute()
     try:

@@ -276,7 +276,9 @@ def _encode(audio: np.ndarray, path: Path, tmp_out: Path, seconds: float, sample
         cmd += ["-f", "lavfi", "-i", f"testsrc2=size={VIDEO_SIZE}:rate={FPS}:duration={seconds}"]
     cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(audio.shape[1]), "-ch_layout", layout,
             "-i", "pipe:0", *(["-map", "0:v", "-map", "1:a", *video] if video else []), *acodec,
-            "-t", str(seconds), str(tmp_out)]
+            # bitexact: no random Matroska UIDs or encoder version tags, so the same seed gives the same bytes
+            # and a re-made demo reel is recognised as already processed (its content hash is unchanged)
+            "-fflags", "+bitexact", "-t", str(seconds), str(tmp_out)]
     proc, broken = ffmpeg.popen_writer(cmd), False
     try:
         proc.stdin.write(audio.astype("<f4").tobytes())

@@ -1,8 +1,8 @@
-"""Prefect settings for a local, offline run; must run before `import prefect`.
+"""Prefect settings for a local, offline run (`configure` must run before `import prefect`), and the local
+Prefect server a CLI command starts for itself when no API is configured (`LocalServer`).
 
-With no PREFECT_API_URL, Prefect 3 starts a temporary local server on SQLite; we keep its home in a user
-folder, turn analytics off and give the server time to start on a slow machine. A configured
-PREFECT_API_URL (a real server) is left alone, and the same flow then shows up in its UI.
+The server's home (SQLite) is a user folder; analytics are off and the server gets time to start on a slow
+machine. A configured PREFECT_API_URL (a real server) is left alone, and the same flow then shows up in its UI.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class LocalServer:
     services, in its own session (Ctrl-C stops the runner first), because a cron schedule needs Prefect's
     scheduler service, which a temporary server does not run.
 
-    `connected()` waits for it and points this process at it: Prefect reads its settings once, when
+    `connected(server)` waits for it and points this process at it: Prefect reads its settings once, when
     imported, so the URL is set as a temporary setting, and in the environment for child processes (Dask
     workers, flow-run subprocesses)."""
 
@@ -88,19 +88,6 @@ class LocalServer:
                                   f"see {self.log}")
             time.sleep(0.1)
 
-    @contextlib.contextmanager
-    def connected(self) -> Iterator[str]:
-        """Wait for the server, then run the block with Prefect pointed at it; yields its API URL."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        self.wait()
-        os.environ["PREFECT_API_URL"] = self.url
-        try:
-            with temporary_settings(updates={PREFECT_API_URL: self.url}):
-                yield self.url
-        finally:
-            os.environ.pop("PREFECT_API_URL", None)
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -129,15 +116,22 @@ def start_local_server(**kw) -> LocalServer | None:
 
 @contextlib.contextmanager
 def connected(server: LocalServer | None) -> Iterator[str | None]:
-    """`server.connected()`, stopping it afterwards; with None, Prefect uses the API it is configured for."""
+    """Run the block with Prefect pointed at `server` once it answers, then send Prefect's queued logs and
+    events and stop it; yields its API URL. With None, Prefect uses the API it is configured for."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     if server is None:
-        from prefect.settings import PREFECT_API_URL
         yield PREFECT_API_URL.value() or None
         return
     try:
-        with server.connected() as url:
-            yield url
-            drain_workers()
+        server.wait()
+        os.environ["PREFECT_API_URL"] = server.url
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: server.url}):
+                yield server.url
+                drain_workers()
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
     finally:
         server.stop()
 

@@ -159,13 +159,6 @@ def clean_stream(reader: BlockReader, rate: int, *, method: str = "noisereduce",
     # an input of one block or less is one block of its own length
     length = block if frames > block else frames
     starts = range(0, frames, block)
-    if method == "none":
-        for a in starts:
-            out = _read_exact(reader, a, min(frames, a + block) - a)
-            stats.seconds += time.perf_counter() - start_t
-            yield out
-            start_t = time.perf_counter()
-        return
     workers = max(1, threads)
 
     def collect(job: Future) -> np.ndarray:
@@ -176,22 +169,25 @@ def clean_stream(reader: BlockReader, rate: int, *, method: str = "noisereduce",
         stats.removed_energy += removed_energy
         return out
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="noisereduce") as pool:
-        pending: deque[Future] = deque()
-        for a in starts:        # read here (readers are not thread-safe), filter in the pool, yield in order
-            seg = _block_input(reader, a, length, margin)
-            pending.append(pool.submit(_gate, seg, margin, min(frames, a + block) - a, rate, strength))
-            if len(pending) < workers:
-                continue
-            out = collect(pending.popleft())
-            stats.seconds += time.perf_counter() - start_t
-            yield out
-            start_t = time.perf_counter()
-        while pending:
-            out = collect(pending.popleft())
-            stats.seconds += time.perf_counter() - start_t
-            yield out
-            start_t = time.perf_counter()
+    def blocks() -> Iterator[np.ndarray]:
+        if method == "none":
+            for a in starts:
+                yield _read_exact(reader, a, min(frames, a + block) - a)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="noisereduce") as pool:
+            pending: deque[Future] = deque()
+            for a in starts:        # read here (readers are not thread-safe), filter in the pool, yield in order
+                seg = _block_input(reader, a, length, margin)
+                pending.append(pool.submit(_gate, seg, margin, min(frames, a + block) - a, rate, strength))
+                if len(pending) == workers:
+                    yield collect(pending.popleft())
+            while pending:
+                yield collect(pending.popleft())
+
+    for out in blocks():
+        stats.seconds += time.perf_counter() - start_t
+        yield out
+        start_t = time.perf_counter()
 
 
 def _block_input(reader: BlockReader, a: int, length: int, margin: int) -> np.ndarray:

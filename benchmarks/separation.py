@@ -118,6 +118,13 @@ def methods(model_specs: list[str]) -> dict[str, callable]:
     out["noisereduce alone"] = noisereduce_only
     dfn3 = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), settings)
     out["dfn3 (default: mid + pan)"] = lambda mix: _pair(dfn3.separate(mix, RATE, "stereo"))
+
+    def dfn3_then_noisereduce(mix):     # what `cleanup: noisereduce` does after DFN3 (ebu-r128's strength)
+        from pipeline.profiles import load_profile
+        cleaned = clean_dialogue(mix, dfn3.separate(mix, RATE, "stereo"), RATE, method="noisereduce",
+                                 strength=load_profile("ebu-r128").noise_reduction)
+        return cleaned.dx, cleaned.me
+    out["dfn3 → noisereduce"] = dfn3_then_noisereduce
     per_channel = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), replace(settings, dfn3_pairs="channels"))
     out["dfn3 per channel"] = lambda mix: _pair(per_channel.separate(mix, RATE, "stereo"))
     specs = [resolve(s) for s in model_specs]

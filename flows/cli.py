@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.errors import OutputError, PipelineError
+from pipeline.malloc import tune_malloc
 
 from .logs import add_file_log, setup_console
 
@@ -221,6 +222,11 @@ def cmd_run(args) -> int:
     print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
           + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"
              if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
+    from pipeline.cleanup import AUTO, resolve_method
+    method = resolve_method(settings.cleanup, spec.kind)
+    print(f"reelsplit: dialogue clean-up {method}"
+          + ({"none": " (auto: DFN3 is itself a speech denoiser)", "noisereduce": " (auto: after a Demucs model)"}
+             .get(method, "") if settings.cleanup == AUTO else ""), flush=True)
     from . import prefect_env
     prefect_env.configure()
     server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported
@@ -312,6 +318,7 @@ def cmd_serve(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_console(args.verbose)
+    tune_malloc()     # before torch and any thread: large blocks reused, not page-faulted in per segment
     try:
         return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models,
                 "train": cmd_train, "corpus": cmd_corpus, "verify": cmd_verify, "serve": cmd_serve}[args.command](args)

@@ -28,6 +28,7 @@ from pipeline.outputs import discard, remove_partials, removed_on_failure, sha25
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow
 from pipeline import stream as stream_io
+from pipeline.malloc import tune_malloc
 from pipeline.separate import Separator, load_separator
 
 log = logging.getLogger("reelsplit")
@@ -57,6 +58,7 @@ _separators_lock = threading.Lock()
 def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
     """The separator for `spec`, loaded once per process and shared by every file (and worker thread)."""
     key = (spec, settings_digest(settings))
+    tune_malloc()     # a Dask worker process does not come through the CLI
     with _separators_lock:
         if key not in _separators:
             _separators[key] = load_separator(spec, settings.separation, settings.stem_map)
@@ -87,10 +89,11 @@ def _wav_writers(job: ReelJob, rate: int, layout: str, profile: Profile, model: 
     return open_writer
 
 
-def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, settings: Settings, profile: Profile, spill,
+def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, method: str, profile: Profile, spill,
                   work: Path):
-    """The dialogue clean-up block by block: noisereduce on its own block grid, DFN3 per channel, or none."""
-    method, strength = settings.cleanup, profile.noise_reduction
+    """The dialogue clean-up block by block (`method` as cleanup.resolve_method gives it): noisereduce on its
+    own block grid, DFN3 per channel, or none."""
+    strength = profile.noise_reduction
     if method == "none" or strength <= 0:
         return dx
     if method == "dfn3":
@@ -180,7 +183,8 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     """Run every stage for one file; return its report row (ok, skipped or failed). Never raises
     PipelineError: a failure is recorded in the row with the stage and a one-line reason. Everything after
     probing runs under the title's lock, so two runs on one OUT never work on the same title at once."""
-    row = ReportRow(file=str(job.path), title=job.title, model=spec.name, cleanup=settings.cleanup, profile=profile.name,
+    row = ReportRow(file=str(job.path), title=job.title, model=spec.name,
+                    cleanup=cleanup.resolve_method(settings.cleanup, spec.kind), profile=profile.name,
                     target_lufs=profile.target_lufs, ceiling_dbtp=profile.true_peak_dbtp)
     timed = StageTimer(row, job.title, say)
     try:
@@ -284,7 +288,8 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
         separation = stream_io.separate_stream(get_separator(spec, settings), mix, rate, layout, work)
         spills.extend(f for f in (separation.dx, separation.mx, separation.fx) if f is not None)
     with timed("cleanup"):
-        dx = _clean_stream(separation.dx, rate, layout, settings, profile, spill, work)
+        dx = _clean_stream(separation.dx, rate, layout, cleanup.resolve_method(settings.cleanup, spec.kind), profile,
+                           spill, work)
         if dx is not separation.dx:       # the raw DX is not needed any more: give its disk space back
             if dx not in spills:
                 spills.append(dx)

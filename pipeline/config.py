@@ -94,7 +94,7 @@ class SeparationSettings:
 class Settings:
     separation: SeparationSettings = field(default_factory=SeparationSettings)
     stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
-    cleanup: str = "noisereduce"     # noisereduce | dfn3 | none
+    cleanup: str = "auto"            # auto | noisereduce | dfn3 | none (auto: see cleanup.resolve_method)
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
     stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
 
@@ -126,7 +126,7 @@ class Settings:
         return Settings(
             separation=separation,
             stem_map=stem_map,
-            cleanup=check_choice(data.get("cleanup", "noisereduce"), ("noisereduce", "dfn3", "none"), "cleanup", source),
+            cleanup=check_choice(data.get("cleanup", "auto"), ("auto", "noisereduce", "dfn3", "none"), "cleanup", source),
             language=language,
             stereo_downmix=check_choice(data.get("stereo_downmix", False), (True, False), "stereo_downmix", source),
         )

@@ -800,6 +800,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .malloc import tune_malloc
+    tune_malloc()
     if args.threads:
         import torch
         torch.set_num_threads(max(1, args.threads))

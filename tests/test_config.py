@@ -44,6 +44,7 @@ def test_unknown_profile_lists_known():
 def test_settings_defaults_and_ranges(tmp_path):
     s = Settings.load()
     assert s.separation.model == "auto" and s.stem_map["vocals"] == "DX" and s.stem_map["drums"] == "ME"
+    assert s.cleanup == "auto"
     with pytest.raises(ConfigError, match="separation.overlap must be in"):
         Settings.from_dict({"separation": {"overlap": 1.5}})
     with pytest.raises(ConfigError, match="stem_map.vocals must be one of DX, MX, FX, ME"):
@@ -77,3 +78,13 @@ def test_cli_unwritable_out_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "/proc/1/reelsplit-out: cannot write to the output folder" in lines[0]
+
+
+@pytest.mark.parametrize("setting, kind, applied", [
+    ("auto", "dfn3", "none"), ("auto", "demucs", "noisereduce"),       # DFN3 is already a speech denoiser
+    ("noisereduce", "dfn3", "noisereduce"), ("dfn3", "demucs", "dfn3"), ("none", "demucs", "none"),
+])
+def test_cleanup_auto_resolves_by_model(setting, kind, applied):
+    from pipeline.cleanup import resolve_method
+    assert resolve_method(setting, kind) == applied
+    assert Settings.from_dict({"cleanup": setting}).cleanup == setting

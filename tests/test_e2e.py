@@ -49,11 +49,13 @@ def test_batch_exit_code_and_report_rows(batch):
     proc, report = batch["proc"], batch["report"]
     assert proc.returncode == 1, proc.stdout + proc.stderr      # some files failed
     assert "model dfn3" in proc.stdout                           # the model used is announced
+    assert "dialogue clean-up none (auto: DFN3 is itself a speech denoiser)" in proc.stdout   # and the clean-up
     assert list(report.loc[["reel_1", "reel2", "hot"], "status"]) == ["ok", "ok", "ok"]
     assert report.loc["broken", "status"] == "failed" and "not a readable media file" in report.loc["broken", "error"]
     assert report.loc["silent_picture", "status"] == "failed"
     assert "no audio stream" in report.loc["silent_picture", "error"]
     assert (report["model"] == "dfn3").all() and (report["profile"] == "ebu-r128").all()
+    assert (report.loc[["reel_1", "reel2", "hot"], "cleanup"] == "none").all()   # cleanup: auto after DFN3
     for col in ("input_lufs", "output_lufs", "dx_lufs", "me_lufs", "true_peak_dbtp", "lra_lu",
                 "null_residual_dbfs", "gain_db", "separate_s", "total_s", "rtf"):
         assert report.loc[["reel_1", "reel2", "hot"], col].notna().all(), col

@@ -34,6 +34,7 @@ def test_flow_with_demucs_model_and_two_workers(harness, tmp_path):
     assert [r.status for r in summary.rows] == ["ok"] * 3
     for row in summary.rows:
         assert row.model == "tiny_dme" and row.profile == "atsc-a85"   # the checksum is not part of the name
+        assert row.cleanup == "noisereduce"                            # cleanup: auto after a Demucs model
         assert abs(row.output_lufs - (-24.0)) <= 0.5 and row.true_peak_dbtp <= -2.0
         folder = tmp_path / "out" / row.title
         names = sorted(p.name for p in folder.glob("*.wav"))

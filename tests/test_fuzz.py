@@ -80,7 +80,7 @@ def test_settings_load_in_range_or_fail_in_one_line(data):
     assert sep.device in ("cpu", "cuda", "auto") and sep.dfn3_pairs in ("mid", "channels")
     assert 0.0 <= sep.dfn3_atten_lim_db <= 100.0
     assert set(s.stem_map.values()) <= set(STEM_TARGETS) and all(isinstance(k, str) for k in s.stem_map)
-    assert s.cleanup in ("noisereduce", "dfn3", "none")
+    assert s.cleanup in ("auto", "noisereduce", "dfn3", "none")
     assert len(s.language) == 3 and s.language.isascii() and s.language.isalpha() and s.language.islower()
     assert s.stereo_downmix in (True, False)
 

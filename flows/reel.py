@@ -20,6 +20,7 @@ from prefect.tasks import exponential_backoff
 from pipeline.batch import check_settled, discover
 from pipeline.config import Settings
 from pipeline.errors import TransientInputError
+from pipeline.malloc import release_free_memory
 from pipeline.models import ModelSpec
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow, write_reports
@@ -41,8 +42,9 @@ class RunSummary:
 
 def auto_workers(inputs: list[Path]) -> int:
     """The default number of concurrent files: one per core, at most 4 and at most the number of files.
-    Measured on 2 cores (benchmarks/RESULTS.md, threads): 4 short reels at 2 workers × 1 torch thread gave 30–33 %
-    more files per hour than 1 worker × 2 threads; a single file keeps every core for its own torch threads."""
+    Measured on 2 cores (benchmarks/RESULTS.md, threads): 4 short reels at 2 workers × 1 torch thread gave 18 %
+    more files per hour than 1 worker × 2 threads with dme-small, and the same (0.97×) with DFN3; a single file
+    keeps every core for its own torch threads."""
     files = sum(1 for item in discover(inputs) if not item.problem)
     return max(1, min(os.cpu_count() or 1, 4, files))
 
@@ -140,5 +142,8 @@ def run(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, prof
     if workers is None:
         workers = auto_workers(inputs)
     runner = task_runner(workers, dask)
-    return reel_flow.with_options(task_runner=runner)(
-        inputs, out, spec, settings, profile, workers=workers, force=force, audio_stream=audio_stream)
+    try:
+        return reel_flow.with_options(task_runner=runner)(
+            inputs, out, spec, settings, profile, workers=workers, force=force, audio_stream=audio_stream)
+    finally:
+        release_free_memory()     # the tuned allocator keeps freed blocks for the next segment, not when idle

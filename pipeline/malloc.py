@@ -44,6 +44,16 @@ def glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def release_free_memory() -> bool:
+    """Give the heap's free memory back to the system (`malloc_trim(0)`) once a run is over, so a long-lived
+    process (`reelsplit serve` between scheduled runs) does not hold its high-water mark while idle. True when
+    memory was released; a no-op unless `tune_malloc` applied its settings."""
+    if _done is None or not _done.applied:
+        return False
+    libc = glibc()
+    return bool(libc is not None and libc.malloc_trim(0))
+
+
 def tune_malloc() -> MallocTuning:
     """Make glibc keep freed memory for reuse instead of unmapping it: no mmap for large blocks
     (M_MMAP_MAX 0), no trimming of the heap top below 2 GiB (M_TRIM_THRESHOLD), one arena (M_ARENA_MAX 1) so

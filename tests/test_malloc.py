@@ -1,5 +1,6 @@
 """The allocator setting: large blocks come from the heap and stay there for reuse after they are freed,
-instead of being mapped and unmapped (and page-faulted in) again on every demucs segment."""
+instead of being mapped and unmapped (and page-faulted in) again on every demucs segment, and are handed
+back to the system when a run is over."""
 import json
 import subprocess
 import sys
@@ -27,7 +28,10 @@ a = np.ones(64 << 18, np.float32)                  # 64 MiB
 alive = libc.mallinfo2()
 del a
 freed = libc.mallinfo2()
-print(json.dumps({{"mapped_alive": alive.hblkhd - before.hblkhd, "heap_alive": alive.arena, "heap_freed": freed.arena}}))
+released = malloc.release_free_memory()
+after = libc.mallinfo2()
+print(json.dumps({{"mapped_alive": alive.hblkhd - before.hblkhd, "heap_alive": alive.arena, "heap_freed": freed.arena,
+                  "released": released, "heap_released": after.arena}}))
 """
 MIB = 1 << 20
 
@@ -46,6 +50,8 @@ def test_tuned_allocator_keeps_large_blocks_on_the_heap():
     assert tuned["mapped_alive"] == 0, tuned                  # tuned: from the heap ...
     assert tuned["heap_alive"] >= 64 * MIB, tuned
     assert tuned["heap_freed"] >= 64 * MIB, tuned             # ... and kept there for the next segment
+    assert tuned["released"] and tuned["heap_released"] < 64 * MIB, tuned   # until the run is over
+    assert not default["released"], default
 
 
 def test_system_setting_leaves_the_allocator_alone(monkeypatch):

@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     print(markdown_table(rows, COLUMNS))
     print()
     for model in args.models:
-        med = {label: statistics.median(x["separate_s"] for x in rows if x["model"] == model and x["allocator"] == label)
-               for label in SETTINGS}
+        med = {label: statistics.median(x["separate_s"] for x in rows
+                                        if x["model"] == model and x["allocator"] == label) for label in SETTINGS}
         default, tuned = med["glibc default"], med["tuned (reelsplit)"]
         print(f"{model}: separate stage {default:.1f} s → {tuned:.1f} s with the tuned allocator "
               f"({(tuned / default - 1) * 100:+.0f} %, medians)")

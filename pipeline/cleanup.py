@@ -43,8 +43,9 @@ AUTO = "auto"
 def resolve_method(setting: str, model_kind: str) -> str:
     """The clean-up a run actually applies. `auto` is none after DFN3, which is itself a speech denoiser
     (noisereduce after it took 0.34 dB off the dialogue SI-SDR on the separation benchmark's 20 mixtures,
-    +7.45 → +7.11 dB, for +0.09 dB of SDR, and spent ~14 % of the run: benchmarks/RESULTS.md), and noisereduce after a Demucs
-    model, whose dialogue stem keeps the recording's noise; anything else is taken as given."""
+    +7.45 → +7.11 dB, for +0.09 dB of SDR, and spent ~14 % of the run: benchmarks/RESULTS.md), and
+    noisereduce after a Demucs model, whose dialogue stem keeps the recording's noise; anything else is taken
+    as given."""
     if setting != AUTO:
         return setting
     return "none" if model_kind == "dfn3" else "noisereduce"

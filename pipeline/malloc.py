@@ -1,12 +1,12 @@
 """Process memory-allocator settings for long CPU inference runs (glibc `mallopt(3)`).
 
-glibc gives every allocation above its mmap threshold (128 KiB, rising to at most 32 MiB) fresh pages from `mmap` and returns them
-on `free`, so demucs's large per-segment tensors are page-faulted in (and zeroed by the kernel) again on every
-forward pass. Measured by benchmarks/allocator.py on 60 s of stereo through the htdemucs architecture: 6.0 million
-minor faults, 11 s of kernel time and 28.1 s for the separate stage with glibc's defaults; 0.3 million faults,
-0.9 s and 22.7 s with the settings below (peak RSS 1198 → 1326 MiB). PyTorch's performance tuning guide ("Switch
-Memory allocator") makes the same point and suggests preloading jemalloc or tcmalloc; `mallopt` gets the effect
-from inside the process, with no extra package and no `LD_PRELOAD`.
+glibc gives every allocation above its mmap threshold (128 KiB, rising to at most 32 MiB) fresh pages from
+`mmap` and returns them on `free`, so demucs's large per-segment tensors are page-faulted in (and zeroed by the
+kernel) again on every forward pass. Measured by benchmarks/allocator.py on 60 s of stereo through the htdemucs
+architecture: 6.0 million minor faults, 11 s of kernel time and 28.1 s for the separate stage with glibc's
+defaults; 0.3 million faults, 0.9 s and 22.7 s with the settings below (peak RSS 1198 → 1326 MiB). PyTorch's
+performance tuning guide ("Switch Memory allocator") makes the same point and suggests preloading jemalloc or
+tcmalloc; `mallopt` gets the effect from inside the process, with no extra package and no `LD_PRELOAD`.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ echo "== train"
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 timeout $(python3 -c "print(int(float('$MINUTES') * 60 + 150))") \
   python3 -m pipeline.train --stems "$WORK/corpus" --out "$WORK/$NAME" --name "$NAME" --device "$DEVICE" \
     --minutes "$MINUTES" --batch-size ${BATCH:-32} --segment 3 --channels ${CHANNELS:-24} --t-layers 2 \
-    --lr 1e-3 --checkpoint-every 250 --no-progress >"$OUT/train.txt" 2>&1
+    --lr 1e-3 --checkpoint-every 250 --loader-workers ${LOADER_WORKERS:-12} --no-progress >"$OUT/train.txt" 2>&1
 echo "train exit $?"; tail -8 "$OUT/train.txt"
 (cd "$WORK/$NAME" && tar cf "$OUT/logs.tar" training_log.csv validation.json 2>/dev/null; ls -la)
 tar rf "$OUT/logs.tar" -C "$OUT" env.txt rtf.txt train.txt 2>/dev/null

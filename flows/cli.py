@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval", type=Path, default=None, help="held-out stems folder for the final validation")
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (1 is faster when another job shares the cores)")
+    train.add_argument("--loader-workers", type=int, default=0,
+                       help="processes drawing training mixtures beside the network (default 0; use them on a GPU)")
 
     corpus = sub.add_parser("corpus", help="training corpora")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
@@ -182,7 +184,8 @@ def cmd_train(args) -> int:
         import torch
         torch.set_num_threads(max(1, args.threads))
     result = train(args.stems, args.out, name=args.name, init=args.init, minutes=args.minutes, steps=args.steps,
-                   device=args.device, progress=sys.stderr.isatty(), eval_dir=args.eval)
+                   device=args.device, progress=sys.stderr.isatty(), eval_dir=args.eval,
+                   loader_workers=args.loader_workers)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (resumed from step {result.resumed_from}); "
           f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
     for source, scores in result.validation.items():

@@ -239,7 +239,8 @@ def load_stems(stems_dir: Path, samplerate: int = 44100) -> StemPool:
 
 
 class MixtureSampler:
-    """Random mixtures from a StemPool, drawn with one seeded numpy Generator (no worker processes).
+    """Random mixtures from a StemPool, drawn with one seeded numpy Generator (see `_batches` for worker
+    processes).
 
     Each example: a random crop of one file per source at its active-RMS level, music/effects balance and
     dialogue level random in the configured dB ranges, per-source random channel swap and polarity, sometimes
@@ -672,21 +673,65 @@ class _Run:
         return th, st
 
 
-def _fit(run: _Run, sampler: MixtureSampler, deadline: float | None, progress: bool, label: str) -> None:
-    """Train until `run.config.steps` or `deadline` (time.monotonic()), checkpointing every
-    `checkpoint_every` steps; an interrupt saves a checkpoint first."""
+class _WorkerBatches:
+    """An endless stream of (B, S, C, T) float32 training batches drawn in DataLoader worker processes, each with
+    its own MixtureSampler seeded from (seed, first step, worker id): the CPU-side mixing (random crops, gains,
+    reverb by FFT convolution) runs beside the network instead of between its steps."""
+
+    def __init__(self, pool: StemPool, config: TrainConfig, perm: list[int], first_step: int):
+        self.pool, self.config, self.perm, self.first_step = pool, config, perm, first_step
+
+    def __iter__(self):
+        import torch
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.config.seed, self.first_step, worker])
+        sampler = MixtureSampler(self.pool, self.config, rng)
+        while True:
+            yield torch.from_numpy(np.ascontiguousarray(sampler.batch(self.config.batch_size)[:, self.perm]))
+
+
+def _batches(run: _Run, pool: StemPool, workers: int):
+    """Training batches on the CPU, (B, S, C, T) tensors in the model's source order. `workers` = 0 draws them
+    here from `run.rng` (so a resumed run continues the same stream: checkpointed); > 0 draws them in that many
+    DataLoader worker processes (a resumed run draws a different, still seeded, stream)."""
+    import itertools
+
     import torch
-    from tqdm import tqdm
 
     cfg = run.config
     perm = [SOURCES.index(s) for s in run.order]
+    if workers <= 0:
+        sampler = MixtureSampler(pool, cfg, run.rng)
+        return (torch.from_numpy(sampler.batch(cfg.batch_size)[:, perm]) for _ in itertools.count())
+
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Stream(_WorkerBatches, IterableDataset):
+        pass
+
+    # fork: the workers share the loaded stems copy-on-write instead of each unpickling a copy (and the
+    # dataset class, local to this function, need not be importable)
+    loader = DataLoader(Stream(pool, cfg, perm, run.step), batch_size=None, num_workers=workers,
+                        prefetch_factor=4, pin_memory=run.device.startswith("cuda"), multiprocessing_context="fork")
+    return iter(loader)
+
+
+def _fit(run: _Run, batches, deadline: float | None, progress: bool, label: str) -> None:
+    """Train on `batches` (see `_batches`) until `run.config.steps` or `deadline` (time.monotonic()),
+    checkpointing every `checkpoint_every` steps; an interrupt saves a checkpoint first."""
+    from tqdm import tqdm
+
+    cfg = run.config
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", desc=label, dynamic_ncols=True,
                disable=not progress or not sys.stderr.isatty())
     running = None
     try:
         while (cfg.steps is None or run.step < cfg.steps) and (deadline is None or time.monotonic() < deadline):
             t0 = time.monotonic()
-            stems = torch.from_numpy(sampler.batch(cfg.batch_size)[:, perm]).to(run.device)
+            stems = next(batches).to(run.device, non_blocking=True)
             lr = run.lr()
             value = run.train_step(stems)
             run.seconds += time.monotonic() - t0
@@ -706,7 +751,8 @@ def _fit(run: _Run, sampler: MixtureSampler, deadline: float | None, progress: b
 
 def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: TrainConfig = TrainConfig(),
           init: str | None = None, minutes: float | None = None, steps: int | None = None,
-          device: str = "auto", progress: bool = True, eval_dir: Path | None = None) -> TrainResult:
+          device: str = "auto", progress: bool = True, eval_dir: Path | None = None,
+          loader_workers: int = 0) -> TrainResult:
     """Train (or fine-tune `init`) an HTDemucs separating dialogue / music / effects; resume if `out_dir`
     holds a checkpoint.
 
@@ -716,7 +762,8 @@ def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: Tr
     `checkpoint_every` steps and at the end), `<name>-<sha8>.th`, `<name>.safetensors`, `training_log.csv`
     (step, seconds, loss, lr) and `validation.json`. Validation uses `config.valid_examples` seeded mixtures
     from `eval_dir` (same layout), else from a corpus's `eval/` split, else from the training stems. A resumed
-    run keeps the checkpoint's network and ignores `init`.
+    run keeps the checkpoint's network and ignores `init`. `loader_workers` > 0 draws the training mixtures in
+    that many worker processes (for a GPU, which the single-threaded mixing starves otherwise).
     """
     started = time.monotonic()
     _check_name(name)
@@ -724,6 +771,8 @@ def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: Tr
                                             if v is not None})
     if config.minutes is None and config.steps is None:
         raise ConfigError("give a time budget (--minutes) or a step count (--steps)")
+    if loader_workers < 0:
+        raise ConfigError(f"--loader-workers must be 0 or more, got {loader_workers}")
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     try:
@@ -744,7 +793,7 @@ def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: Tr
              run.parameters, "/".join(run.order), dev, config.batch_size, config.segment_s)
 
     deadline = None if config.minutes is None else started + 60.0 * config.minutes
-    _fit(run, MixtureSampler(pool, config, run.rng), deadline, progress, f"train {name}")
+    _fit(run, _batches(run, pool, loader_workers), deadline, progress, f"train {name}")
     run.save()
 
     validation = validate(run.model, valid_set, batch_size=config.batch_size, device=dev) if valid_set else {}
@@ -791,6 +840,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     ap.add_argument("--threads", type=int, help="CPU threads for torch (1 is faster when the cores are shared)")
+    ap.add_argument("--loader-workers", type=int, default=0,
+                    help="processes drawing training mixtures beside the network (default 0: in the main one)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -811,7 +862,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              loss=args.loss, seed=args.seed, checkpoint_every=args.checkpoint_every)
         result = train(args.stems, args.out, name=args.name, config=config, init=args.init,
                        minutes=args.minutes, steps=args.steps, device=args.device,
-                       progress=not args.no_progress, eval_dir=args.eval_dir)
+                       progress=not args.no_progress, eval_dir=args.eval_dir, loader_workers=args.loader_workers)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"train: error: {where}{exc}", file=sys.stderr)

@@ -288,8 +288,7 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
         separation = stream_io.separate_stream(get_separator(spec, settings), mix, rate, layout, work)
         spills.extend(f for f in (separation.dx, separation.mx, separation.fx) if f is not None)
     with timed("cleanup"):
-        dx = _clean_stream(separation.dx, rate, layout, cleanup.resolve_method(settings.cleanup, spec.kind), profile,
-                           spill, work)
+        dx = _clean_stream(separation.dx, rate, layout, row.cleanup, profile, spill, work)   # resolved: auto → method
         if dx is not separation.dx:       # the raw DX is not needed any more: give its disk space back
             if dx not in spills:
                 spills.append(dx)

@@ -682,30 +682,30 @@ class _WorkerBatches:
         self.pool, self.config, self.perm, self.first_step = pool, config, perm, first_step
 
     def __iter__(self):
-        import torch
         from torch.utils.data import get_worker_info
 
         info = get_worker_info()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng([self.config.seed, self.first_step, worker])
-        sampler = MixtureSampler(self.pool, self.config, rng)
-        while True:
-            yield torch.from_numpy(np.ascontiguousarray(sampler.batch(self.config.batch_size)[:, self.perm]))
+        yield from _draws(MixtureSampler(self.pool, self.config, rng), self.config.batch_size, self.perm)
+
+
+def _draws(sampler: MixtureSampler, size: int, perm: list[int]):
+    """Endless (size, S, C, T) float32 tensors from `sampler`, sources reordered by `perm`."""
+    import torch
+
+    while True:
+        yield torch.from_numpy(np.ascontiguousarray(sampler.batch(size)[:, perm]))
 
 
 def _batches(run: _Run, pool: StemPool, workers: int):
     """Training batches on the CPU, (B, S, C, T) tensors in the model's source order. `workers` = 0 draws them
     here from `run.rng` (so a resumed run continues the same stream: checkpointed); > 0 draws them in that many
     DataLoader worker processes (a resumed run draws a different, still seeded, stream)."""
-    import itertools
-
-    import torch
-
     cfg = run.config
     perm = [SOURCES.index(s) for s in run.order]
     if workers <= 0:
-        sampler = MixtureSampler(pool, cfg, run.rng)
-        return (torch.from_numpy(sampler.batch(cfg.batch_size)[:, perm]) for _ in itertools.count())
+        return _draws(MixtureSampler(pool, cfg, run.rng), cfg.batch_size, perm)
 
     from torch.utils.data import DataLoader, IterableDataset
 

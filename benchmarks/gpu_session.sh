@@ -4,10 +4,13 @@
 # git-ignored folder .gpu/ (made by benchmarks/gpu_prepare.sh): wheels missing there (soundfile, soxr, cffi),
 # demucs + julius (pure Python), and the corpus as Opus (the WAVs are ten times too big to carry).
 # Results land in $OUT: env.txt, rtf.txt/rtf.json, train.txt, logs.tar, and the checkpoint in 15 MB parts.
+# RESUME=models/training/dme-small ARCH="" resumes that run (its network; train's defaults are dme-small's);
+# SKIP_RTF=1 skips the RTF table.
 set -u
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 DEVICE=${DEVICE:-cuda}; MINUTES=${MINUTES:-4.5}; RTF_SECONDS=${RTF_SECONDS:-60}
 NAME=${NAME:-dme-base}; WORK=${WORK:-/tmp/reelsplit-gpu}
+ARCH=${ARCH---segment 3 --channels 24 --t-layers 2}; RESUME=${RESUME:-}
 [ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
     .gpu/whl/*.whl >"$OUT/pip.txt" 2>&1 || { cat "$OUT/pip.txt"; exit 1; }
 export PYTHONPATH="$WORK/site:$PWD/.gpu/site:$PWD" PYTHONUNBUFFERED=1
@@ -34,12 +37,14 @@ with ProcessPoolExecutor(8) as ex:
 print(f"{len(files)} files, {seconds / 60:.1f} min")
 PY
 echo "== train"
+if [ -n "$RESUME" ]; then mkdir -p "$WORK/$NAME" && cp "$RESUME"/checkpoint.pt "$RESUME"/training_log.csv "$WORK/$NAME/"; fi
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 timeout $(python3 -c "print(int(float('$MINUTES') * 60 + 150))") \
   python3 -m pipeline.train --stems "$WORK/corpus" --out "$WORK/$NAME" --name "$NAME" --device "$DEVICE" \
-    --minutes "$MINUTES" --batch-size ${BATCH:-32} --segment 3 --channels ${CHANNELS:-24} --t-layers 2 \
-    --lr 1e-3 --checkpoint-every 250 --loader-workers ${LOADER_WORKERS:-12} --no-progress >"$OUT/train.txt" 2>&1
+    --minutes "$MINUTES" --batch-size ${BATCH:-32} $ARCH \
+    --lr ${LR:-1e-3} --checkpoint-every 250 --loader-workers ${LOADER_WORKERS:-12} --no-progress >"$OUT/train.txt" 2>&1
 echo "train exit $?"; tail -8 "$OUT/train.txt"
 (cd "$WORK/$NAME" && tar cf "$OUT/logs.tar" training_log.csv validation.json 2>/dev/null; ls -la)
 tar rf "$OUT/logs.tar" -C "$OUT" env.txt rtf.txt train.txt 2>/dev/null
+cp "$WORK/$NAME/$NAME.safetensors" "$OUT/" 2>/dev/null
 [ -f "$WORK/$NAME/checkpoint.pt" ] && split -b 15m -d "$WORK/$NAME/checkpoint.pt" "$OUT/ckpt.part"
 ls -la "$OUT"

@@ -41,6 +41,11 @@ BLOCK_S = 10.0          # default block length of the streaming stages, seconds
 _READ_FRAMES = 1 << 16  # frames per pipe read
 
 
+def _raw_bytes(block: np.ndarray) -> memoryview | bytes:
+    """A C-contiguous array's own bytes, for a file or pipe write without the copy tobytes() makes."""
+    return memoryview(block).cast("B") if block.size else b""
+
+
 class Reader:
     """What every block reader here has: `frames`, `channels`, `read(start, count)` (clipped to the end) and
     consecutive `blocks(size)`."""
@@ -76,7 +81,7 @@ class RawFile(Reader):
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"{self.path.name}: block of shape {block.shape}, expected (n, {self.channels})")
         self._fh.seek(self.frames * self._frame_bytes)
-        self._fh.write(block.tobytes())
+        self._fh.write(_raw_bytes(block))
         self.frames += block.shape[0]
 
     def write_at(self, start: int, block: np.ndarray) -> None:
@@ -85,7 +90,7 @@ class RawFile(Reader):
         if start > self.frames or block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"{self.path.name}: cannot write {block.shape} at {start} of {self.frames}")
         self._fh.seek(start * self._frame_bytes)
-        self._fh.write(block.tobytes())
+        self._fh.write(_raw_bytes(block))
         self.frames = max(self.frames, start + block.shape[0])
 
     def read(self, start: int, count: int) -> np.ndarray:
@@ -93,8 +98,9 @@ class RawFile(Reader):
         start = max(0, int(start))
         count = max(0, min(int(count), self.frames - start))
         self._fh.seek(start * self._frame_bytes)
-        data = self._fh.read(count * self._frame_bytes)
-        return np.frombuffer(data, dtype="<f4").reshape(-1, self.channels).astype(np.float32)
+        out = np.empty((count, self.channels), dtype="<f4")   # read straight into the array: one copy, not two
+        got = self._fh.readinto(memoryview(out).cast("B")) if count else 0
+        return out[: got // self._frame_bytes].astype(np.float32, copy=False)
 
     def flush(self) -> None:
         self._fh.flush()
@@ -291,7 +297,7 @@ class WavWriter:
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"{self.path.name}: block of shape {block.shape}, expected (n, {self.channels})")
         try:
-            self._proc.stdin.write(block.tobytes())
+            self._proc.stdin.write(_raw_bytes(block))
         except BrokenPipeError:
             self._fail()
         self.frames += block.shape[0]
@@ -459,11 +465,8 @@ def separate_demucs_stream(sep, mix, rate: int, layout: str, work: Path) -> Stre
         for t in targets:
             files[t].append(back[t].flush())
         at_model.remove()
-    outs = {t: RawFile(spill_path(work, f"stem-{t}"), mix.channels) for t in targets}
-    for t in targets:
-        _interleave(outs[t], [(group, group_files[(t, gi)]) for gi, group in enumerate(groups)], mix.frames)
-        for gi in range(len(groups)):
-            group_files[(t, gi)].remove()
+    outs = {t: _assemble(work, f"stem-{t}", mix.channels, mix.frames,
+                         [(group, group_files[(t, gi)]) for gi, group in enumerate(groups)]) for t in targets}
     return StreamSeparation(dx=outs["DX"], mx=outs.get("MX"), fx=outs.get("FX"), model=sep.name,
                             seconds=time.perf_counter() - start, blocks=n_blocks)
 
@@ -504,6 +507,23 @@ class _Columns(Reader):
 
     def read(self, start: int, count: int) -> np.ndarray:
         return np.ascontiguousarray(self.reader.read(start, count)[:, self.columns])
+
+
+def _assemble(work: Path, name: str, channels: int, frames: int,
+              parts: list[tuple[Sequence[int], RawFile]]) -> RawFile:
+    """The full-layout spill file `name` from per-group files, which are removed. One group holding every
+    channel in order (stereo, mono) already is that file: it is renamed, not copied."""
+    path = spill_path(work, name)
+    if len(parts) == 1 and list(parts[0][0]) == list(range(channels)) and parts[0][1].frames == frames:
+        only = parts[0][1]
+        only.close()
+        os.replace(only.path, path)
+        return RawFile(path, channels, create=False)
+    out = RawFile(path, channels)
+    _interleave(out, parts, frames)
+    for _, f in parts:
+        f.remove()
+    return out
 
 
 def _interleave(out: RawFile, parts: list[tuple[Sequence[int], RawFile]], frames: int, block: int = 1 << 18) -> None:

@@ -225,11 +225,9 @@ def cmd_run(args) -> int:
     print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
           + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"
              if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
-    from pipeline.cleanup import AUTO, resolve_method
-    method = resolve_method(settings.cleanup, spec.kind)
-    print(f"reelsplit: dialogue clean-up {method}"
-          + ({"none": " (auto: DFN3 is itself a speech denoiser)", "noisereduce": " (auto: after a Demucs model)"}
-             .get(method, "") if settings.cleanup == AUTO else ""), flush=True)
+    from pipeline.cleanup import AUTO, auto_reason, resolve_method
+    print(f"reelsplit: dialogue clean-up {resolve_method(settings.cleanup, spec.kind)}"
+          + (f" (auto: {auto_reason(spec.kind)})" if settings.cleanup == AUTO else ""), flush=True)
     from . import prefect_env
     prefect_env.configure()
     server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported

@@ -51,6 +51,11 @@ def resolve_method(setting: str, model_kind: str) -> str:
     return "none" if model_kind == "dfn3" else "noisereduce"
 
 
+def auto_reason(model_kind: str) -> str:
+    """Why `auto` resolves as it does for `model_kind` (the run prints it beside the method)."""
+    return "DFN3 is itself a speech denoiser" if model_kind == "dfn3" else "after a Demucs model"
+
+
 def _rms_db(x: np.ndarray) -> float:
     ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
     return 10 * np.log10(ms) if ms > 0 else float("-inf")

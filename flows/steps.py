@@ -65,14 +65,19 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         return _separators[key]
 
 
-def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str) -> list[remux.Track]:
-    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made."""
-    tracks = [remux.Track(None, "Original mix", language),
+def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: media.MediaInfo,
+                       stream: media.AudioStream) -> list[remux.Track]:
+    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made, then
+    every other audio track of the source, copied untouched (a deliverable never drops a track of the master)."""
+    tracks = [remux.Track(None, "Original mix", language, stream.audio_index),
               remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
               remux.Track(wavs["DX"], "DX dialogue", language),
               remux.Track(wavs["ME"], "M&E", "zxx")]
-    return tracks + [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
-                     if k in wavs]
+    tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
+               if k in wavs]
+    return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
+                                 s.language or language, s.audio_index)
+                     for s in info.audio if s.audio_index != stream.audio_index]
 
 
 def _wav_writers(job: ReelJob, rate: int, layout: str, profile: Profile, model: str, timeout: float,
@@ -190,7 +195,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             info = media.probe(job.path)
-            stream = info.audio_stream(job.audio_stream)
+            stream = audio.select_stream(info, job.audio_stream)
             layout = audio.check_layout(stream, job.path)
             row.duration_s, row.sample_rate = info.duration_s, stream.sample_rate
             row.channels, row.layout = stream.channels, layout
@@ -244,7 +249,7 @@ def _start_remux(job, info, stream, wavs, profile, settings, timeout) -> Future:
     def remux_now() -> tuple[remux.RemuxResult, float]:
         t0 = time.perf_counter()
         _, suffix = remux.deliverable_container(info, stream.audio_index)
-        tracks = deliverable_tracks(wavs, profile, stream.language or settings.language)
+        tracks = deliverable_tracks(wavs, profile, stream.language or settings.language, info, stream)
         result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
                              bit_depth=profile.bit_depth, timeout=timeout)
         return result, time.perf_counter() - t0

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MediaError
-from .media import AudioStream, KNOWN_LAYOUTS
+from .media import AudioStream, KNOWN_LAYOUTS, MediaInfo
 
 PCM_CODECS = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}
 BLOCK_FRAMES = 1 << 16
@@ -28,6 +28,20 @@ def check_layout(stream: AudioStream, path: Path) -> str:
     raise MediaError(
         f"channel layout {stream.layout} ({stream.channels} channels) is not supported: "
         "reelsplit separates mono, stereo and 5.1 (L R C LFE Ls Rs)", path)
+
+
+def select_stream(info: MediaInfo, n: int = 0) -> AudioStream:
+    """Audio stream `n` of the file, refusing a multi-mono master (two or more one-channel tracks, as 5.1 as
+    six tracks or stereo as two): separating one of its tracks alone would drop the others from every output.
+    MediaError names the track count and the reason."""
+    stream = info.audio_stream(n)
+    mono = info.mono_tracks()
+    if len(mono) >= 2:
+        raise MediaError(
+            f"audio is {len(mono)} separate mono tracks of {len(info.audio)} (a multi-mono master, e.g. 5.1 as "
+            "six tracks): reelsplit does not assemble tracks into one layout yet, and processing one track "
+            f"alone would drop the other {len(mono) - 1}; deliver the audio as one interleaved stream", info.path)
+    return stream
 
 
 def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) -> np.ndarray:

@@ -69,6 +69,10 @@ class MediaInfo:
             raise MediaError(f"audio stream {n} requested but the file has {len(self.audio)}", self.path)
         return self.audio[n]
 
+    def mono_tracks(self) -> tuple[AudioStream, ...]:
+        """The audio streams that carry one channel each (a multi-mono master has two or more)."""
+        return tuple(s for s in self.audio if s.channels == 1)
+
 
 def _fraction(text: str | None) -> Fraction | None:
     """A positive rate from ffprobe's "24000/1001"; None for "0/0", "N/A" and anything else."""

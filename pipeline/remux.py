@@ -1,7 +1,7 @@
 """Deliverable assembly: the picture copied untouched plus labelled audio tracks, muxed by ffmpeg.
 
 Track order: 1 = original mix (stream-copied, untouched), 2 = delivered mix, 3 = DX, 4 = M&E, then MX and
-FX when the model made them. MOV drops a per-track `title`, so every track also gets `handler_name`, which
+FX when the model made them, then the source's other audio tracks, stream-copied (none is ever dropped). MOV drops a per-track `title`, so every track also gets `handler_name`, which
 MOV keeps (and Matroska keeps `title`). M&E carries ISO 639-2 `zxx` ("no linguistic content").
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ MOV_AUDIO = {"aac", "alac", "mp3", "ac3", "eac3", "pcm_s16le", "pcm_s16be", "pcm
 
 @dataclass(frozen=True)
 class Track:
-    wav: Path | None     # None = the original audio stream, copied
+    wav: Path | None     # None = an audio stream of the source, copied untouched
     title: str
     language: str
+    source: int = 0      # which source audio stream (`a:N`) a copied track is
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def deliverable_container(info: MediaInfo, audio_index: int = 0) -> tuple[str, s
     else Matroska. MP4 cannot hold PCM, and ffmpeg's MXF muxer takes few picture codecs."""
     suffix = info.path.suffix.lower()
     stream = info.audio_stream(audio_index)
-    mov_ok = bool(info.video) and info.video[0].codec in MOV_VIDEO and stream.codec in MOV_AUDIO
+    mov_ok = (bool(info.video) and info.video[0].codec in MOV_VIDEO
+              and all(s.codec in MOV_AUDIO for s in info.audio))   # every source track is copied into it
     if suffix == ".mov":
         return MOV
     if suffix == ".mkv" and (stream.channels <= 2 or not mov_ok):
@@ -57,7 +59,8 @@ def deliverable_container(info: MediaInfo, audio_index: int = 0) -> tuple[str, s
 
 def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path, *,
           bit_depth: int = 24, timeout: float | None = None) -> RemuxResult:
-    """Write `out_path`: the first video stream of `info.path` copied, then `tracks` in order."""
+    """Write `out_path`: the first video stream of `info.path` copied, then `tracks` in order (`audio_index`
+    picks the container, as deliverable_container)."""
     import time
 
     start = time.perf_counter()
@@ -67,7 +70,7 @@ def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path
     wav_inputs = [tf.input(str(t.wav.resolve())) for t in tracks if t.wav is not None]
     wav_iter = iter(wav_inputs)
     for t in tracks:
-        streams.append(src.audio_stream(audio_index) if t.wav is None else next(wav_iter).audio)
+        streams.append(src.audio_stream(t.source) if t.wav is None else next(wav_iter).audio)
     options: dict[str, object] = {"c:v": "copy"}
     for i, t in enumerate(tracks):
         options[f"c:a:{i}"] = "copy" if t.wav is None else PCM_CODECS[bit_depth]

@@ -154,6 +154,22 @@ def build(root: Path) -> Corpus:
            "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264, "-c:a", "pcm_s24le", "-shortest", two)
     cases["two_streams"] = two
 
+    # --- multi-mono masters: one channel per track, unlabelled (MOV, MXF) or labelled FL/FR. Until such
+    # tracks are assembled into one layout they must fail, never be processed as track 1 alone.
+    tracks = [a for i in range(6) for a in programme(1, RATE, SECONDS, 20 + i)]
+    maps = [a for i in range(1, 7) for a in ("-map", f"{i}:a")]
+    cases["multi_mono_mov"] = drop / "multi_mono_51.mov"
+    ffmpeg(*picture(), *tracks, "-map", "0:v", *maps, *H264, "-c:a", "pcm_s24le", "-shortest",
+           cases["multi_mono_mov"])
+    cases["multi_mono_mxf"] = drop / "multi_mono_51.mxf"
+    ffmpeg(*picture(), *tracks, "-map", "0:v", *maps, "-c:v", "mpeg2video", "-c:a", "pcm_s24le", "-shortest",
+           cases["multi_mono_mxf"])
+    cases["dual_mono_labelled"] = drop / "dual_mono_labelled.mov"
+    ffmpeg(*picture(), *programme(1, RATE, SECONDS, 30), *programme(1, RATE, SECONDS, 31),
+           "-filter_complex", "[1:a]aformat=channel_layouts=FL[l];[2:a]aformat=channel_layouts=FR[r]",
+           "-map", "0:v", "-map", "[l]", "-map", "[r]", *H264, "-c:a", "pcm_s24le", "-shortest",
+           cases["dual_mono_labelled"])
+
     # --- variable frame rate: the first second at 24 fps, then 60 fps (timestamps kept as they are)
     vfr = drop / "vfr.mkv"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=120:duration=2",

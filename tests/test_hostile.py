@@ -49,7 +49,7 @@ PROCESSED = {
     "flac": (2, 48000, False, "pass"),
     "opus_ogg": (2, 48000, False, "pass"),
     "opus_opus": (2, 48000, False, "pass"),
-    "two_streams": (2, 48000, True, "pass"),          # the first stream (stereo), not a:1 (mono)
+    "two_streams": (2, 48000, True, "pass"),          # the first stream (stereo), not a:1 (mono); both delivered
     "variable_frame_rate": (2, 48000, True, "pass"),
     "digital_silence": (2, 48000, True, "fail"),      # delivered as silence, QC says -inf LUFS
     "single_sample": (2, 48000, False, "fail"),       # delivered (1 sample), QC says -inf LUFS
@@ -70,6 +70,10 @@ FAILED = {
     "zero_length": ("probe", "file is empty (0 bytes)"),
     "video_no_audio": ("probe", "no audio stream in the file"),
     "surround_7_1": ("probe", "channel layout 7.1 (8 channels) is not supported"),
+    # the data-loss bug: these were processed as "mono" from track 1, the other tracks dropped from the deliverable
+    "multi_mono_mov": ("probe", "audio is 6 separate mono tracks of 6 (a multi-mono master"),
+    "multi_mono_mxf": ("probe", "audio is 6 separate mono tracks of 6 (a multi-mono master"),
+    "dual_mono_labelled": ("probe", "audio is 2 separate mono tracks of 2 (a multi-mono master"),
     "vanish_before_probe": ("probe", "file not found"),
     "vanish_before_extract": ("extract", "No such file or directory"),
     "directory_as_file": ("input", "no media files"),
@@ -170,7 +174,30 @@ def test_processed(batch, case):
     assert bool(row.deliverable) == video
     if video:
         audio = [s for s in ffprobe(Path(row.deliverable))["streams"] if s["codec_type"] == "audio"]
-        assert len(audio) == 4 and audio[0]["channels"] == channels
+        source = [s for s in ffprobe(Path(row.file))["streams"] if s["codec_type"] == "audio"]
+        # original, delivered mix, DX, M&E, then every other track of the source: none is dropped
+        assert len(audio) == 4 + len(source) - 1 and audio[0]["channels"] == channels
+
+
+def _pcm_md5(path: Path, audio_index: int) -> str:
+    """MD5 of the decoded samples of audio stream a:N (ffmpeg's md5 muxer), to compare tracks across files."""
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{audio_index}",
+                           "-c:a", "pcm_s32le", "-f", "md5", "-"], capture_output=True, text=True, check=True,
+                          stdin=subprocess.DEVNULL)
+    return proc.stdout.strip()
+
+
+@pytest.mark.slow
+def test_deliverable_keeps_every_source_track(batch):
+    """A two-stream master (stereo a:0 processed, mono a:1 not): the deliverable carries a:1 as its last track,
+    sample for sample, labelled as not processed; before the fix it was dropped."""
+    row = batch["rows"]["two_streams"]
+    deliverable = Path(row.deliverable)
+    audio = [s for s in ffprobe(deliverable)["streams"] if s["codec_type"] == "audio"]
+    assert [s["channels"] for s in audio] == [2, 2, 2, 2, 1]
+    assert audio[-1]["tags"].get("title", audio[-1]["tags"].get("TITLE")) == "Original track a:1 (not processed)"
+    assert _pcm_md5(deliverable, 4) == _pcm_md5(Path(row.file), 1)
+    assert _pcm_md5(deliverable, 0) == _pcm_md5(Path(row.file), 0)
 
 
 @pytest.mark.slow
@@ -305,7 +332,7 @@ def test_audio_stream_1_picks_the_second_stream(harness, corpus, tmp_path_factor
     picked, single = rows[two.name], rows[mono.name]
     assert picked.status == "ok" and picked.channels == 1 and picked.layout == "mono", picked.error
     audio = [s for s in ffprobe(Path(picked.deliverable))["streams"] if s["codec_type"] == "audio"]
-    assert [s["channels"] for s in audio] == [1, 1, 1, 1]
+    assert [s["channels"] for s in audio] == [1, 1, 1, 1, 2]     # a:0 (stereo, not processed) kept last
     assert (single.status, single.stage) == ("failed", "probe")
     assert single.error == "audio stream 1 requested but the file has 1"
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (two, mono)} == before

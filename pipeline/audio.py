@@ -10,24 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MediaError
-from .media import AudioStream, KNOWN_LAYOUTS, MediaInfo
+from .layout import get_layout
+from .media import AudioStream, MediaInfo
 
 PCM_CODECS = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}
 BLOCK_FRAMES = 1 << 16
 
 
-def ffmpeg_layout(layout: str) -> str:
-    """Our layout name as ffmpeg spells it for `-ch_layout`/`-channel_layout`."""
-    return {"mono": "mono", "stereo": "stereo", "5.1": "5.1"}.get(layout, layout)
-
-
 def check_layout(stream: AudioStream, path: Path) -> str:
-    """The stream's layout if reelsplit can separate it, else MediaError with the reason."""
-    if stream.layout in KNOWN_LAYOUTS and len(KNOWN_LAYOUTS[stream.layout]) == stream.channels:
-        return stream.layout
-    raise MediaError(
-        f"channel layout {stream.layout} ({stream.channels} channels) is not supported: "
-        "reelsplit separates mono, stereo and 5.1 (L R C LFE Ls Rs)", path)
+    """The stream's layout name if reelsplit can separate it, else MediaError with the reason."""
+    try:
+        return get_layout(stream.layout, stream.channels).name
+    except MediaError as exc:
+        raise MediaError(exc.message, path) from None
 
 
 def select_stream(info: MediaInfo, n: int = 0) -> AudioStream:

@@ -21,10 +21,10 @@ import soxr
 
 from . import ffmpeg
 from .errors import FfmpegError, MediaError, OutputError, PipelineError
+from .layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 VIDEO_SIZE, FPS = "320x180", 24
-LAYOUTS = {"mono": 1, "stereo": 2, "5.1": 6}  # 5.1 channel order: L R C LFE Ls Rs
 _H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 _PCM = ["-c:a", "pcm_s24le"]
 CONTAINERS = {  # suffix -> (video codec args or None for audio-only, audio codec args)

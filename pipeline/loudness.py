@@ -3,7 +3,7 @@
 Pure functions over numpy arrays: no file I/O, no Prefect. Audio is float32/float64 shaped
 (samples, channels) (a 1-D array is taken as mono), full scale = 1.0, sample rate in Hz.
 Loudness is in LUFS (= LKFS), loudness range in LU, peaks in dBFS / dBTP, gains in dB.
-Channel order for 5.1 is LAYOUT_5_1: L R C LFE Ls Rs.
+Channel order and weights come from pipeline.layout (5.1: L R C LFE Ls Rs).
 """
 from __future__ import annotations
 
@@ -19,28 +19,10 @@ import scipy.ndimage
 import scipy.signal
 
 from .errors import MediaError, PipelineError
+from .layout import find_layout, supported
 
 log = logging.getLogger(__name__)
 
-LAYOUT_5_1 = ("FL", "FR", "FC", "LFE", "SL", "SR")  # the order we use: L R C LFE Ls Rs
-
-# Layout names as ffprobe spells them -> channel order. "5.1" (ffmpeg: FL FR FC LFE BL BR) and
-# "5.1(side)" are both taken in LAYOUT_5_1 order: BS.1770 only needs channels 5 and 6 to be surrounds.
-_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "mono": ("FC",),
-    "stereo": ("FL", "FR"),
-    "5.1": LAYOUT_5_1,
-    "5.1(side)": LAYOUT_5_1,
-}
-_DEFAULT_LAYOUT = {1: "mono", 2: "stereo", 6: "5.1"}
-
-# BS.1770-4 eq. 2 channel weights G_i: 1.0 for L, R, C; 1.41 (+1.5 dB) for Ls, Rs; the LFE is not
-# measured. These are the weights pyloudnorm applies to its (L, R, C, Ls, Rs) input.
-_CHANNEL_WEIGHT = {"FL": 1.0, "FR": 1.0, "FC": 1.0, "LFE": 0.0, "SL": 1.41, "SR": 1.41}
-
-# pyloudnorm's "DeMan" filter class reproduces the BS.1770-4 table 1/2 coefficients at 48 kHz exactly
-# (and redesigns them for other rates from the same analogue prototype). Its default "K-weighting"
-# class is an RBJ-cookbook approximation whose high-pass reads 0.04 dB low in the passband.
 _K_FILTER_CLASS = "DeMan"
 
 _GATE_BLOCK_S = 0.400  # BS.1770-4 gating block T_g (eq. 3)
@@ -107,26 +89,15 @@ def _check_rate(rate: float) -> int:
     return int(rate)
 
 
-def _channel_names(n_channels: int, layout: str | None) -> tuple[str, ...]:
-    """Channel names for a (samples, n_channels) array; MediaError for layouts BS.1770 can't weight."""
-    if layout is None:
-        layout = _DEFAULT_LAYOUT.get(n_channels)
-        if layout is None:
-            raise MediaError(
-                f"cannot measure loudness of {n_channels} channels: supported layouts are mono, "
-                f"stereo and 5.1 ({' '.join(LAYOUT_5_1)})"
-            )
-    names = _LAYOUTS.get(layout)
-    if names is None:
-        raise MediaError(
-            f"cannot measure loudness of channel layout {layout!r}: supported layouts are "
-            f"mono, stereo and 5.1 ({' '.join(LAYOUT_5_1)})"
-        )
-    if len(names) != n_channels:
-        raise MediaError(
-            f"channel layout {layout!r} has {len(names)} channels but the audio has {n_channels}"
-        )
-    return names
+def measured_channels(n_channels: int, layout: str | None) -> tuple[list[int], np.ndarray]:
+    """The channel positions BS.1770-4 measures in (samples, n_channels) audio of `layout` (None: the usual one
+    for the count) and their weights G_i (eq. 2), from pipeline.layout; MediaError for a layout it can't weight."""
+    lay = find_layout(layout, n_channels)
+    if lay is None:
+        raise MediaError(f"cannot measure loudness of {n_channels} channels as layout {layout or 'unnamed'}: "
+                         f"supported layouts are {supported()}")
+    keep = list(lay.full_band)
+    return keep, np.array([lay.weights[i] for i in keep])
 
 
 def _db(linear: float) -> float:
@@ -143,17 +114,16 @@ def integrated_loudness(audio: np.ndarray, rate: int, layout: str | None = None)
 
     Measured by pyloudnorm (K-weighting: BS.1770-4 tables 1-2, its "DeMan" filters; 400 ms
     blocks with 75 % overlap, eq. 3; absolute gate -70 LUFS, eq. 6; relative gate -10 LU, eq. 7).
-    Mono, stereo and 5.1 in
-    LAYOUT_5_1 order are supported; for 5.1 the LFE is dropped (BS.1770-4 does not measure it) and
+    The layouts of pipeline.layout are supported (5.1 in L R C LFE Ls Rs order); for 5.1 the LFE is dropped (BS.1770-4 does not measure it) and
     L R C Ls Rs go to pyloudnorm, which weights the surrounds by 1.41 (eq. 2, +1.5 dB).
     Returns -inf for silence and for audio shorter than one 400 ms gating block.
     Raises MediaError for any other channel count or layout.
     """
     rate = _check_rate(rate)
     x = _as_2d(audio)
-    names = _channel_names(x.shape[1], layout)
-    if "LFE" in names:
-        x = x[:, [i for i, ch in enumerate(names) if ch != "LFE"]]
+    keep, _ = measured_channels(x.shape[1], layout)
+    if len(keep) < x.shape[1]:       # the LFE: pyloudnorm weights what is left by position (L R C Ls Rs)
+        x = x[:, keep]
     if x.shape[0] < _GATE_BLOCK_S * rate:  # pyloudnorm raises here: one block is the shortest input
         return -math.inf
     return float(pyloudnorm.Meter(rate, filter_class=_K_FILTER_CLASS).integrated_loudness(x))
@@ -182,13 +152,11 @@ def windowed_loudness(
     """
     rate = _check_rate(rate)
     x = _as_2d(audio)
-    names = _channel_names(x.shape[1], layout)
+    keep, weights = measured_channels(x.shape[1], layout)
     hop = int(round(hop_s * rate))
     n_win = int(round(window_s / hop_s))  # window length in hops
     if hop < 1 or n_win < 1 or abs(n_win * hop_s - window_s) > 1e-9:
         raise ValueError(f"window_s ({window_s}) must be a whole number of hops ({hop_s}) of at least 1 sample")
-    keep = [i for i, ch in enumerate(names) if _CHANNEL_WEIGHT[ch] > 0]
-    weights = np.array([_CHANNEL_WEIGHT[names[i]] for i in keep])
     n_hops = x.shape[0] // hop
     if n_hops < n_win:
         return np.empty(0)

@@ -9,16 +9,7 @@ from pathlib import Path
 
 from .errors import FfmpegError, MediaError
 from .ffmpeg import run_json
-
-# Channel layouts reelsplit can separate, with the order its channels come in (ffmpeg's names).
-KNOWN_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "mono": ("FC",),
-    "stereo": ("FL", "FR"),
-    "5.1": ("FL", "FR", "FC", "LFE", "SL", "SR"),
-}
-# ffmpeg calls the same six channels "5.1(side)" when the surrounds are side channels; film uses them alike.
-LAYOUT_ALIASES = {"5.1(side)": "5.1", "1.0": "mono", "2.0": "stereo"}
-DEFAULT_LAYOUT = {1: "mono", 2: "stereo", 6: "5.1"}
+from .layout import normalise_layout
 
 MEDIA_SUFFIXES = {
     ".mov", ".mp4", ".m4v", ".mkv", ".mxf", ".avi", ".webm", ".mts", ".m2ts", ".ts",
@@ -102,13 +93,6 @@ def _text(value) -> str | None:
 
 def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
-
-
-def normalise_layout(layout: str | None, channels: int) -> str:
-    """ffmpeg's layout name mapped to ours; an unnamed layout gets the usual one for its channel count."""
-    if layout and layout != "unknown":
-        return LAYOUT_ALIASES.get(layout, layout)
-    return DEFAULT_LAYOUT.get(channels, "unknown")
 
 
 def parse_probe(data: dict, path: Path) -> MediaInfo:

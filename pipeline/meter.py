@@ -17,14 +17,12 @@ from . import loudness
 from .errors import PipelineError
 from .loudness import (
     _ABS_GATE_LUFS,
-    _CHANNEL_WEIGHT,
     _GATE_BLOCK_S,
     _LRA_PERCENTILES,
     _LRA_REL_GATE_LU,
     _SHORT_TERM_S,
     _TP_HALF_TAPS,
     _as_2d,
-    _channel_names,
     _check_rate,
     _db,
     _k_weighting_sos,
@@ -82,9 +80,7 @@ class LoudnessMeter:
     def __init__(self, rate: int, channels: int, layout: str | None = None):
         self.rate = _check_rate(rate)
         self.channels = int(channels)
-        names = _channel_names(self.channels, layout)
-        self._keep = [i for i, ch in enumerate(names) if _CHANNEL_WEIGHT[ch] > 0]
-        self._weights = np.array([_CHANNEL_WEIGHT[names[i]] for i in self._keep])
+        self._keep, self._weights = loudness.measured_channels(self.channels, layout)
         self._sos = _k_weighting_sos(self.rate)
         self._zi = np.zeros((self._sos.shape[0], 2, len(self._keep)))
         self._hop = int(round(_HOP_S * self.rate))

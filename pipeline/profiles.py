@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import CONFIG_DIR, check_choice, check_keys, check_range, load_yaml
 from .errors import ConfigError
+from .layout import LAYOUTS
 
 PROFILE_DIR = CONFIG_DIR / "profiles"
 # programme: BS.1770-4 integrated loudness of the full mix; dialog-gated: the same over the gating blocks where
@@ -32,7 +33,7 @@ class Profile:
     me_true_peak_dbtp: float | None = None      # M&E ceiling when it differs (Netflix: -1 vs -2 dBTP)
     fallback_min_speech_pct: float | None = None  # dialog-gated: below this speech share, measure the programme
     fallback_target_lufs: float | None = None     # ... against this target instead
-    layouts: tuple[str, ...] = ("mono", "stereo", "5.1")   # channel layouts the spec accepts
+    layouts: tuple[str, ...] = tuple(LAYOUTS)   # channel layouts the spec accepts (pipeline.layout)
     naming: str = "{title}_{stem}.wav"          # stem file names; {title} and {stem} (MIX, DX, ME, MX, FX)
 
     @property
@@ -59,12 +60,12 @@ class Profile:
                                       ("fallback_target_lufs", -40.0, -5.0))}
         if (optional["fallback_min_speech_pct"] is None) != (optional["fallback_target_lufs"] is None):
             raise ConfigError(f"{source}: fallback_min_speech_pct and fallback_target_lufs go together", source)
-        layouts = data.get("layouts", ("mono", "stereo", "5.1"))
+        layouts = data.get("layouts", tuple(LAYOUTS))
         if not isinstance(layouts, (list, tuple)) or not layouts:
-            raise ConfigError(f"{source}: layouts must be a list of mono, stereo, 5.1; got {layouts!r}", source)
+            raise ConfigError(f"{source}: layouts must be a list of {', '.join(LAYOUTS)}; got {layouts!r}", source)
         layouts = tuple(layouts)
         for layout in layouts:
-            check_choice(layout, ("mono", "stereo", "5.1"), "layouts", source)
+            check_choice(layout, tuple(LAYOUTS), "layouts", source)
         naming = str(data.get("naming", "{title}_{stem}.wav"))
         if "{title}" not in naming or "{stem}" not in naming or "/" in naming or not naming.endswith(".wav") \
                 or "\x00" in naming or not _formats(naming):

@@ -16,17 +16,10 @@ import soxr
 
 from .config import DEFAULT_STEM_MAP, SeparationSettings
 from .errors import ModelError
+from .layout import find_layout
 from .models import DFN3, ModelSpec, load_demucs
 
 log = logging.getLogger(__name__)
-
-# Channel groups separated together, by layout (indices into L R C LFE Ls Rs for 5.1). LFE is in none.
-CHANNEL_GROUPS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "mono": ((0,),),
-    "stereo": ((0, 1),),
-    "5.1": ((0, 1), (2,), (4, 5)),
-}
-
 
 @dataclass(frozen=True)
 class Separation:
@@ -61,10 +54,10 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int, length: int | None 
 
 
 def _groups(layout: str, channels: int) -> tuple[tuple[int, ...], ...]:
-    groups = CHANNEL_GROUPS.get(layout)
-    if groups is None or max(max(g) for g in groups) >= channels:
+    found = find_layout(layout, channels)
+    if found is None:
         raise ModelError(f"cannot separate layout {layout} with {channels} channels")
-    return groups
+    return found.groups
 
 
 class DemucsSeparator:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import MediaError
+from .layout import find_layout
 from .loudness import integrated_loudness
 from .outputs import write_text_atomic
 from .timecode import Rate, format_timecode
@@ -37,11 +38,10 @@ class Spot:
     level_rms_dbfs: float  # RMS level of the DX over the spot (use it where level_lufs is -inf); -inf if silent
 
 
-def _rms_dbfs(x: np.ndarray, layout_has_lfe: bool) -> float:
-    """10 log10 of the sum over channels of each channel's mean square (plain RMS dBFS for mono); the LFE
-    (channel 4 of 6) left out as BS.1770 leaves it out."""
-    if layout_has_lfe:
-        x = x[:, [0, 1, 2, 4, 5]]
+def _rms_dbfs(x: np.ndarray, keep: list[int]) -> float:
+    """10 log10 of the sum over channels `keep` of each channel's mean square (plain RMS dBFS for mono); the
+    LFE is not among them, as BS.1770 leaves it out."""
+    x = x[:, keep]
     if x.shape[0] == 0:
         return -math.inf
     power = float(np.sum(np.mean(np.square(x, dtype=np.float64), axis=0)))
@@ -89,7 +89,8 @@ def _spots(regions: Iterable[RegionLike], frames: int, channels: int, read: Call
            rate: int, fps, merge_gap_s: float, layout: str | None) -> list[Spot]:
     """Spots of `frames` x `channels` audio whose samples [a, b) `read(a, b)` gives (see `spotting_list`)."""
     duration = frames / rate
-    has_lfe = channels == 6 and layout in (None, "5.1", "5.1(side)")
+    lay = find_layout(layout, channels)
+    keep = list(lay.full_band) if lay is not None else list(range(channels))
     spots = []
     for r in merge_regions(regions, merge_gap_s):
         start, end = max(0.0, r.start_s), min(duration, r.end_s)
@@ -100,7 +101,7 @@ def _spots(regions: Iterable[RegionLike], frames: int, channels: int, read: Call
             index=len(spots) + 1, start_s=start, end_s=end, duration_s=end - start,
             start_tc=format_timecode(start, fps) if fps is not None else "",
             end_tc=format_timecode(end, fps) if fps is not None else "",
-            level_lufs=integrated_loudness(seg, rate, layout), level_rms_dbfs=_rms_dbfs(seg, has_lfe)))
+            level_lufs=integrated_loudness(seg, rate, layout), level_rms_dbfs=_rms_dbfs(seg, keep)))
     return spots
 
 

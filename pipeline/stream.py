@@ -34,6 +34,7 @@ import soxr
 
 from .errors import MediaError
 from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
+from .layout import get_layout
 from .media import AudioStream
 from .outputs import PARTIAL_MARK, atomic_output
 
@@ -270,14 +271,14 @@ class WavWriter:
 
     def __init__(self, path: Path, rate: int, layout: str, channels: int, *, bit_depth: int = 24,
                  description: str = "", originator: str = "reelsplit", timeout: float | None = None):
-        from .audio import PCM_CODECS, ffmpeg_layout
+        from .audio import PCM_CODECS
 
         self.path, self.channels, self.timeout = Path(path), channels, timeout
         self.frames = 0
         self._atomic = atomic_output(self.path)
         tmp = self._atomic.__enter__()
         now = dt.datetime.now()
-        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels, extra_options={"ch_layout": ffmpeg_layout(layout)})
+        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels, extra_options={"ch_layout": get_layout(layout, channels).ffmpeg})
         cmd = (
             tf.output(src.audio, filename=str(tmp), f="wav", acodec=PCM_CODECS[bit_depth],
                       extra_options={"write_bext": 1, "rf64": "auto"})

@@ -14,6 +14,7 @@ import numpy as np
 import soxr
 
 from .errors import ModelError
+from .layout import find_layout
 
 SR = 16_000  # silero-vad's rate
 WIN = 512  # samples per model frame at 16 kHz: one probability per 32 ms
@@ -102,14 +103,15 @@ def _check(audio: np.ndarray, rate: int) -> np.ndarray:
 def _mono_16k(x: np.ndarray, rate: int, block: int) -> Iterator[np.ndarray]:
     """The downmix of (samples, channels) `x` resampled to 16 kHz, float32, `block` input samples at a time.
 
-    Downmix: the mean of the channels; for 6 channels (L R C LFE Ls Rs) the mean of the five without the LFE.
+    Downmix: the mean of the channels; without the LFE of the usual layout for the count (5.1: L R C Ls Rs).
     """
     return _mono_16k_read(lambda a, count: x[a : a + count], x.shape[0], x.shape[1], rate, block)
 
 
 def _mono_16k_read(read, frames: int, n_ch: int, rate: int, block: int) -> Iterator[np.ndarray]:
     """As `_mono_16k`, of audio `frames` x `n_ch` got through `read(start, count)`, `block` samples a call."""
-    keep = [0, 1, 2, 4, 5] if n_ch == 6 else list(range(n_ch))
+    lay = find_layout(None, n_ch)
+    keep = list(lay.full_band) if lay is not None else list(range(n_ch))   # the LFE left out
     weights = np.zeros(n_ch, np.float32)
     weights[keep] = 1.0 / len(keep)
     stream = None if rate == SR else soxr.ResampleStream(rate, SR, 1, dtype="float32", quality="HQ")

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pipeline import timecode
 from pipeline.config import DEFAULT_CONFIG, STEM_TARGETS, SeparationSettings, Settings, load_yaml
 from pipeline.errors import ConfigError, MediaError
-from pipeline.media import KNOWN_LAYOUTS, parse_probe
+from pipeline.layout import LAYOUTS
+from pipeline.media import parse_probe
 from pipeline.profiles import MEASUREMENTS, PROFILE_DIR, Profile, available
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -120,7 +121,7 @@ def test_profiles_load_in_range_or_fail_in_one_line(data):
     assert -12.0 <= p.me_ceiling_dbtp <= 0.0
     assert p.sample_rate in (None, 44100, 48000, 96000) and p.bit_depth in (16, 24, 32)
     assert 0.0 <= p.noise_reduction <= 1.0
-    assert p.layouts and set(p.layouts) <= set(KNOWN_LAYOUTS)
+    assert p.layouts and set(p.layouts) <= set(LAYOUTS)
     # every accepted naming pattern makes one plain file name per stem, distinct per stem
     names = {p.naming.format(title="reel_1", stem=stem) for stem in ("MIX", "DX", "ME", "MX", "FX")}
     assert len(names) == 5 and all(n.endswith(".wav") and "/" not in n and "\x00" not in n for n in names)

@@ -15,8 +15,8 @@ import soundfile as sf
 
 from pipeline import ffmpeg, loudness
 from pipeline.errors import MediaError
+from pipeline.layout import LAYOUTS
 from pipeline.loudness import (
-    LAYOUT_5_1,
     Loudness,
     apply_gain,
     apply_limiter,
@@ -36,6 +36,7 @@ A23 = 10 ** (-23 / 20)  # peak amplitude of a -23 dBFS sine
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None and not os.environ.get(ffmpeg.FFMPEG_ENV), reason="ffmpeg not installed"
 )
+LABELS_5_1 = LAYOUTS["5.1"].labels
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,13 +135,13 @@ def test_mono_counts_one_channel():
 
 def test_5_1_front_pair_reads_like_stereo():
     s = sine(1000, A23, 20)
-    assert LAYOUT_5_1.index("FL") == 0 and LAYOUT_5_1.index("FR") == 1
+    assert LABELS_5_1.index("L") == 0 and LABELS_5_1.index("R") == 1
     assert integrated_loudness(channels(6, c0=s, c1=s), RATE) == pytest.approx(-23.0, abs=LU)
     assert integrated_loudness(channels(6, c0=s, c1=s), RATE, "5.1(side)") == pytest.approx(-23.0, abs=LU)
 
 
 def test_5_1_lfe_is_not_measured():
-    lfe = LAYOUT_5_1.index("LFE")
+    lfe = LABELS_5_1.index("LFE")
     loud_lfe = sine(60, 0.5, 20)
     assert integrated_loudness(channels(6, **{f"c{lfe}": loud_lfe}), RATE) == -math.inf
     s = sine(1000, A23, 20)
@@ -149,13 +150,13 @@ def test_5_1_lfe_is_not_measured():
     assert integrated_loudness(with_lfe, RATE) == pytest.approx(without_lfe, abs=1e-9)
 
 
-@pytest.mark.parametrize("name", ["SL", "SR"])
+@pytest.mark.parametrize("name", ["Ls", "Rs"])
 def test_5_1_surround_weighted_1_41(name):
     s = sine(1000, A23, 20)
     mean_square = A23**2 / 2 * k_weighting_power_gain(1000)
     expected = 10 * math.log10(1.41 * mean_square) - 0.691  # BS.1770-4 eq. 2, G = 1.41
     assert expected == pytest.approx(-23.0 - 10 * math.log10(2) + 10 * math.log10(1.41), abs=0.02)
-    measured = integrated_loudness(channels(6, **{f"c{LAYOUT_5_1.index(name)}": s}), RATE)
+    measured = integrated_loudness(channels(6, **{f"c{LABELS_5_1.index(name)}": s}), RATE)
     assert measured == pytest.approx(expected, abs=LU)
 
 
@@ -258,7 +259,7 @@ def test_true_peak_agrees_with_resample_poly_and_ignores_block_size(monkeypatch)
 def test_integrated_and_lra_match_ffmpeg(tmp_path, n_channels):
     x = programme(30, n_channels, seed=n_channels)
     if n_channels == 6:
-        x[:, LAYOUT_5_1.index("LFE")] *= 4  # loud LFE: excluded by both meters
+        x[:, LABELS_5_1.index("LFE")] *= 4  # loud LFE: excluded by both meters
     ours = measure(x, RATE)
     ff = ebur128(write_wav(tmp_path / "programme.wav", x))
     assert ours.integrated_lufs == pytest.approx(ff["I"], abs=LU)

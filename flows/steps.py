@@ -1,8 +1,11 @@
-"""One reel through every stage: probe → extract → separate → cleanup → loudness → write → remux → qc.
+"""One reel through every stage: probe → extract → separate → cleanup → vad → loudness → write → remux → qc.
 
 Plain Python over `pipeline` steps, so the flow (flows/reel.py) stays thin and tests can call it directly.
-A failure of any stage becomes that file's report row (status failed, the stage, one line of reason);
-it never stops the batch.
+`process_reel` probes the file into a per-reel context (`Reel`: the job, probe info, layout, cache key, stage
+timer and a workspace that owns the spill files), runs the stages in order over it, each leaving its typed
+result in the context, and builds the report row from those results in one place (`_fill_row`). A failure of
+any stage becomes that file's report row (status failed, the stage, one line of reason); it never stops the
+batch. Every stage streams block by block through spill files, so memory does not grow with the reel's length.
 """
 from __future__ import annotations
 
@@ -15,23 +18,31 @@ import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, timecode, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
+from pipeline.layout import Layout
+from pipeline.malloc import tune_malloc
 from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
+from pipeline.media import AudioStream, MediaInfo
 from pipeline.models import ModelSpec
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
 from pipeline.profiles import Profile
+from pipeline.readers import Difference, Mapped, RawFile, Reader, WavReader, Workspace
 from pipeline.report import ReportRow
-from pipeline import stream as stream_io
-from pipeline.malloc import tune_malloc
 from pipeline.separate import Separator, load_separator
+from pipeline.stems import Stems
 
 log = logging.getLogger("reelsplit")
+
+# silero-vad runs this much audio per batch of ~33 s lanes: about 58 MB whatever the reel's length. Measured on
+# 2 cores (5 min of dialogue): 1.0 s per pass at 300 s against 3.2 s at 60 s, the same regions
+# (benchmarks/RESULTS.md, overhead).
+VAD_CHUNK_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -46,11 +57,6 @@ def settings_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-# silero-vad runs this much audio per batch of ~33 s lanes: about 58 MB whatever the reel's length. Measured on
-# 2 cores (5 min of dialogue): 1.0 s per pass at 300 s against 3.2 s at 60 s, the same regions
-# (benchmarks/RESULTS.md, overhead).
-VAD_CHUNK_S = 300.0
-
 _separators: dict[tuple, Separator] = {}
 _separators_lock = threading.Lock()
 
@@ -63,97 +69,6 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         if key not in _separators:
             _separators[key] = load_separator(spec, settings.separation, settings.stem_map)
         return _separators[key]
-
-
-def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: media.MediaInfo,
-                       stream: media.AudioStream) -> list[remux.Track]:
-    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made, then
-    every other audio track of the source, copied untouched (a deliverable never drops a track of the master)."""
-    tracks = [remux.Track(None, "Original mix", language, stream.audio_index),
-              remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
-              remux.Track(wavs["DX"], "DX dialogue", language),
-              remux.Track(wavs["ME"], "M&E", "zxx")]
-    tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
-               if k in wavs]
-    return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
-                                 s.language or language, s.audio_index)
-                     for s in info.audio if s.audio_index != stream.audio_index]
-
-
-def _wav_writers(job: ReelJob, rate: int, layout: str, profile: Profile, model: str, timeout: float,
-                 subfolder: str = ""):
-    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile, written to a
-    temporary name and renamed when complete; `subfolder` for the stereo downmix."""
-    folder = job.out_dir / subfolder if subfolder else job.out_dir
-    what = f" {subfolder}" if subfolder else ""
-
-    def open_writer(name: str, channels: int) -> stream_io.WavWriter:
-        return stream_io.WavWriter(folder / profile.naming.format(title=job.title, stem=name), rate, layout, channels,
-                                   bit_depth=profile.bit_depth, timeout=timeout,
-                                   description=f"{job.title} {name}{what} ({model}, {profile.name})")
-    return open_writer
-
-
-def _clean_stream(dx: stream_io.RawFile, rate: int, layout: str, method: str, profile: Profile, spill,
-                  work: Path):
-    """The dialogue clean-up block by block (`method` as cleanup.resolve_method gives it): noisereduce on its
-    own block grid, DFN3 per channel, or none."""
-    strength = profile.noise_reduction
-    if method == "none" or strength <= 0:
-        return dx
-    if method == "dfn3":
-        from pipeline.config import SeparationSettings
-        from pipeline.separate import Dfn3Separator
-
-        per_channel = Dfn3Separator(dataclasses.replace(SeparationSettings(), dfn3_pairs="channels"))
-        cleaned = stream_io.separate_dfn3_stream(per_channel, dx, rate, layout, work, name="dx-clean")
-        return cleaned.dx
-    out = spill("dx-clean", dx.channels)
-    import torch    # the file's share of the cores (reel.set_torch_threads): as many blocks filtered at once
-    for block in cleanup.clean_stream(dx, rate, method=method, strength=strength, threads=torch.get_num_threads()):
-        out.append(block)
-    out.flush()
-    return out
-
-
-def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
-    """QC of the written stems, block by block: VAD of DX and M&E read from the files, then the measurements."""
-    regions = []
-    for name in ("DX", "ME"):
-        reader = stream_io.WavReader(wavs[name])
-        try:
-            regions.append(vad.speech_regions_stream(reader, reader.rate, chunk_s=VAD_CHUNK_S))
-        finally:
-            reader.close()
-    return qc.check_stems_stream(wavs, layout, profile, *regions)
-
-
-def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
-    """Copy the QC measurements of the written files into the report row (and its plot data)."""
-    row.qc, row.qc_reasons = checked.qc, "; ".join(checked.reasons)
-    row.measurement, row.delivery_target_lufs = checked.measurement, checked.target_lufs
-    row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
-    row.short_term_max_lufs, row.momentary_max_lufs = checked.short_term_max_lufs, checked.momentary_max_lufs
-    row.dialog_gated_lufs, row.speech_pct = checked.dialog_gated_lufs, checked.speech_pct
-    row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
-    row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
-    row.mix_tp_dbtp = checked.stem_true_peaks.get("MIX", math.nan)
-    row.dx_tp_dbtp = checked.stem_true_peaks.get("DX", math.nan)
-    row.me_tp_dbtp = checked.stem_true_peaks.get("ME", math.nan)
-    row.clipped_samples, row.speech_leak_pct = checked.clipped_samples, checked.speech_leak_pct
-    row.me_to_dx_db, row.dx_nonspeech_lu = checked.me_to_dx_db, checked.dx_nonspeech_lu
-    row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
-
-
-def _supported_fps(fps):
-    """The video's frame rate if SMPTE timecode exists for it, else None (spotting lists then carry seconds only)."""
-    if fps is None:
-        return None
-    try:
-        timecode.timecode_rate(fps)
-        return fps
-    except ValueError:
-        return None
 
 
 def ffmpeg_timeout(duration_s: float) -> float:
@@ -183,6 +98,59 @@ class StageTimer:
         self.say(f"[{self.title}] {name:<9} {self.row.stage_seconds[name]:7.2f} s")
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What the probe stage found: the file, the stream processed, its layout and the cache key."""
+
+    info: MediaInfo
+    stream: AudioStream
+    layout: Layout
+    input_sha: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    regions: tuple             # vad.Region of the cleaned DX, seconds
+    blocks: object             # BS.1770 gating blocks that hold speech (vad.block_mask)
+
+
+@dataclass
+class Reel:
+    """The per-reel context the stages run over: the job and run settings, the probe's findings, the timer,
+    the workspace that owns the spill files, and each stage's typed result."""
+
+    job: ReelJob
+    spec: ModelSpec
+    settings: Settings
+    profile: Profile
+    say: Callable[[str], None]
+    timer: StageTimer
+    probed: Probed
+    workspace: Workspace
+    mix: RawFile | None = None
+    stems: Stems | None = None
+    dx: Reader | None = None
+    speech: Speech | None = None
+    plan: deliver.DeliveryPlan | None = None
+    delivered: deliver.StreamDelivery | None = None
+    wavs: dict[str, Path] = field(default_factory=dict)
+    stereo_qc: qc.QcResult | None = None
+    checked: qc.QcResult | None = None
+    spots: list = field(default_factory=list)
+    remuxed: remux.RemuxResult | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def rate(self) -> int:
+        """The spec's rate for every output, else the source's."""
+        return self.profile.sample_rate or self.probed.stream.sample_rate
+
+    @property
+    def timeout(self) -> float:
+        return ffmpeg_timeout(self.probed.info.duration_s)
+
+
 def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, *,
                  force: bool = False, say: Callable[[str], None] = print) -> ReportRow:
     """Run every stage for one file; return its report row (ok, skipped or failed). Never raises
@@ -194,18 +162,12 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     timed = StageTimer(row, job.title, say)
     try:
         with timed("probe"):
-            info = media.probe(job.path)
-            stream = audio.select_stream(info, job.audio_stream)
-            layout = audio.check_layout(stream, job.path)
-            row.duration_s, row.sample_rate = info.duration_s, stream.sample_rate
-            row.channels, row.layout = stream.channels, layout
-            input_sha = sha256_file(job.path)
-            key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
+            probed = _probe(job, spec, settings, profile, row)
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
-            return _stages(job, spec, settings, profile, force, say, row, timed, info, stream, layout, key,
-                           input_sha)
+            return _resume_or_run(Reel(job, spec, settings, profile, say, timed, probed, Workspace(job.out_dir)),
+                                  force)
     except TitleLockedError as exc:
         row.status, row.stage, row.error = "skipped", "lock", str(exc)
         say(f"[{job.title}] skipped: {exc}")
@@ -223,35 +185,193 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     return row
 
 
-def _stages(job, spec, settings, profile, force, say, row, timed, info, stream, layout, key, input_sha) -> ReportRow:
-    """Skip check, then extract → separate → cleanup → vad → loudness → write → remux → qc → manifest."""
-    done = None if force else is_complete(job.out_dir, key)
+def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, row: ReportRow) -> Probed:
+    """Probe the file, pick and check its audio, hash it for the cache key; the row gets what was found."""
+    info = media.probe(job.path)
+    stream = audio.select_stream(info, job.audio_stream)
+    layout = audio.check_layout(stream, job.path)
+    row.duration_s, row.sample_rate = info.duration_s, stream.sample_rate
+    row.channels, row.layout = stream.channels, layout.name
+    input_sha = sha256_file(job.path)
+    key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
+    return Probed(info, stream, layout, input_sha, key)
+
+
+def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
+    """The manifest's row when the title's outputs are complete and current, else every stage."""
+    job = reel.job
+    done = None if force else is_complete(job.out_dir, reel.probed.key)
     if done is not None:
-        say(f"[{job.title}] skipped: outputs are complete and current ({job.out_dir})")
+        reel.say(f"[{job.title}] skipped: outputs are complete and current ({job.out_dir})")
         skipped = ReportRow.from_flat(done.row)
         skipped.status, skipped.file = "skipped", str(job.path)
         return skipped
     remove_partials(job.out_dir)
     discard(job.out_dir / MANIFEST)   # from here on the folder is unfinished until the new manifest is written
-    timeout = ffmpeg_timeout(info.duration_s)
-    spills: list[stream_io.RawFile] = []
+    with reel.workspace:              # the spill files go whatever happens (a kill leaves partials: next run)
+        _run_stages(reel)
+    row = _fill_row(reel)
+    Manifest.build(reel.probed.key, job.path, reel.probed.input_sha, job.out_dir, reel.outputs,
+                   row.as_flat()).write(job.out_dir)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+
+def _extract(reel: Reel) -> None:
+    """The stream decoded (and resampled to the spec's rate) into a spill file."""
+    stream = reel.probed.stream
+    reel.mix = audio.extract_to_raw(reel.job.path, stream, reel.workspace.spill("mix", stream.channels),
+                                    rate_out=reel.rate, timeout=reel.timeout)
+
+
+def _separate(reel: Reel) -> None:
+    reel.stems = get_separator(reel.spec, reel.settings).separate(reel.mix, reel.rate, reel.probed.layout,
+                                                                  reel.workspace)
+
+
+def _cleanup(reel: Reel) -> None:
+    """The dialogue clean-up the row names (auto resolved); the raw DX's disk space is given back."""
+    import torch    # the file's share of the cores (reel.set_torch_threads): as many blocks filtered at once
+
+    cleaner = cleanup.make_cleaner(reel.timer.row.cleanup, reel.profile.noise_reduction,
+                                   reel.settings.separation, threads=torch.get_num_threads())
+    reel.dx = cleaner.clean(reel.stems.dx, reel.rate, reel.probed.layout, reel.workspace)
+    if reel.dx is not reel.stems.dx:
+        reel.workspace.remove(reel.stems.dx)
+
+
+def _vad(reel: Reel) -> None:
+    regions = vad.speech_regions(reel.dx, reel.rate, chunk_s=VAD_CHUNK_S)
+    n_blocks = max(0, reel.mix.frames // int(round(0.1 * reel.rate)) - 3)   # BS.1770 gating blocks
+    reel.speech = Speech(regions, vad.block_mask(regions, n_blocks))
+
+
+def _sources(reel: Reel) -> dict[str, Reader]:
+    """The stems to deliver, as readers: MIX, DX, M&E = MIX − DX, and MX/FX when the model made them."""
+    sources = {"MIX": reel.mix, "DX": reel.dx, "ME": Difference(reel.mix, reel.dx)}
+    sources.update({k: f for k, f in (("MX", reel.stems.mx), ("FX", reel.stems.fx)) if f is not None})
+    return sources
+
+
+def _loudness(reel: Reel) -> None:
+    reel.plan = deliver.plan_delivery(_sources(reel), reel.rate, reel.probed.layout.name, reel.profile,
+                                      speech_blocks=reel.speech.blocks)
+
+
+def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
+    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile, written to a
+    temporary name and renamed when complete; `subfolder` for the stereo downmix."""
+    job, profile = reel.job, reel.profile
+    folder = job.out_dir / subfolder if subfolder else job.out_dir
+    what = f" {subfolder}" if subfolder else ""
+
+    def open_writer(name: str, channels: int) -> audio.WavWriter:
+        return audio.WavWriter(folder / profile.naming.format(title=job.title, stem=name), reel.rate, layout,
+                               channels, bit_depth=profile.bit_depth, timeout=reel.timeout,
+                               description=f"{job.title} {name}{what} ({reel.spec.name}, {profile.name})")
+    return open_writer
+
+
+def _write(reel: Reel) -> None:
+    """The stems to spec (one gain and limiter for all) as broadcast WAVs; the spill files are freed."""
+    layout = reel.probed.layout.name
+    reel.delivered = deliver.deliver_stream(_sources(reel), reel.rate, layout, reel.profile,
+                                            _wav_writers(reel, layout), speech_blocks=reel.speech.blocks,
+                                            plan=reel.plan)
+    reel.wavs = dict(reel.delivered.paths)
+    reel.workspace.close()          # the stems are written: free the disk before remux and QC
+    if reel.settings.stereo_downmix and layout == "5.1":
+        _write_stereo(reel)
+    reel.outputs += list(reel.wavs.values())
+
+
+def _write_stereo(reel: Reel) -> None:
+    """Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to the same
+    spec again (one gain and limiter for all), in OUT/<title>/stereo/."""
+    readers = {name: WavReader(path) for name, path in reel.wavs.items()}
     try:
-        return _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, layout, key, input_sha,
-                              timeout, spills)
+        stereo = {name: Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
+        again = deliver.deliver_stream(stereo, reel.rate, "stereo", reel.profile,
+                                       _wav_writers(reel, "stereo", "stereo"), speech_blocks=reel.speech.blocks)
     finally:
-        for f in spills:              # the spill files go whatever happens (a kill leaves partials: next run)
-            f.remove()
+        for r in readers.values():
+            r.close()
+    reel.wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
 
 
-def _start_remux(job, info, stream, wavs, profile, settings, timeout) -> Future:
+def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
+    """QC of the written stems, block by block: VAD of DX and M&E read from the files, then the measurements."""
+    regions = []
+    for name in ("DX", "ME"):
+        reader = WavReader(wavs[name])
+        try:
+            regions.append(vad.speech_regions(reader, reader.rate, chunk_s=VAD_CHUNK_S))
+        finally:
+            reader.close()
+    return qc.check_stems_stream(wavs, layout, profile, *regions)
+
+
+def _qc(reel: Reel) -> None:
+    """QC of the written stems (and of the stereo downmix when made)."""
+    reel.checked = _check(reel.wavs, reel.probed.layout.name, reel.profile)
+    if "stereo/MIX" in reel.wavs:
+        reel.stereo_qc = _check({k.split("/")[1]: v for k, v in reel.wavs.items() if "/" in k}, "stereo",
+                                reel.profile)
+        reasons = reel.checked.reasons + tuple(f"stereo downmix: {r}" for r in reel.stereo_qc.reasons)
+        reel.checked = dataclasses.replace(reel.checked, reasons=reasons, qc="fail" if reasons else "pass")
+
+
+def _supported_fps(fps):
+    """The video's frame rate if SMPTE timecode exists for it, else None (spotting lists then carry seconds only)."""
+    if fps is None:
+        return None
+    try:
+        timecode.timecode_rate(fps)
+        return fps
+    except ValueError:
+        return None
+
+
+def _spotting(reel: Reel) -> None:
+    """The dialogue spotting list (CSV and SRT) from the QC's speech regions of the written DX."""
+    info, job = reel.probed.info, reel.job
+    fps = info.video[0].frame_rate if info.has_video else None
+    reel.spots = spotting.spotting_list_from_wav(reel.checked.speech, reel.wavs["DX"], reel.rate,
+                                                 _supported_fps(fps), layout=reel.probed.layout.name)
+    for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
+                         (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
+        writer(path, reel.spots)
+        reel.outputs.append(path)
+
+
+def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: MediaInfo,
+                       stream: AudioStream) -> list[remux.Track]:
+    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made, then
+    every other audio track of the source, copied untouched (a deliverable never drops a track of the master)."""
+    tracks = [remux.Track(None, "Original mix", language, stream.audio_index),
+              remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
+              remux.Track(wavs["DX"], "DX dialogue", language),
+              remux.Track(wavs["ME"], "M&E", "zxx")]
+    tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
+               if k in wavs]
+    return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
+                                 s.language or language, s.audio_index)
+                     for s in info.audio if s.audio_index != stream.audio_index]
+
+
+def _start_remux(reel: Reel) -> Future:
     """The remux (an ffmpeg process: picture copied, the stems as labelled tracks) started in a thread, so it
     runs on another core while the QC reads the stems; `_finish_remux` waits for it."""
+    info, stream, job = reel.probed.info, reel.probed.stream, reel.job
+
     def remux_now() -> tuple[remux.RemuxResult, float]:
         t0 = time.perf_counter()
         _, suffix = remux.deliverable_container(info, stream.audio_index)
-        tracks = deliverable_tracks(wavs, profile, stream.language or settings.language, info, stream)
+        tracks = deliverable_tracks(reel.wavs, reel.profile, stream.language or reel.settings.language, info,
+                                    stream)
         result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
-                             bit_depth=profile.bit_depth, timeout=timeout)
+                             bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
         return result, time.perf_counter() - t0
 
     pool = ThreadPoolExecutor(1, thread_name_prefix=f"remux-{job.title}")
@@ -261,104 +381,70 @@ def _start_remux(job, info, stream, wavs, profile, settings, timeout) -> Future:
         pool.shutdown(wait=False)
 
 
-def _finish_remux(remuxing: Future, row: ReportRow, timed: "StageTimer"):
+def _finish_remux(reel: Reel, remuxing: Future) -> None:
     """Wait for the remux; its time is recorded as its own stage, and a failure is reported as the remux's."""
     try:
-        result, seconds = remuxing.result()
+        reel.remuxed, seconds = remuxing.result()
     except BaseException:
-        timed.current = "remux"
+        reel.timer.current = "remux"
         raise
-    timed.record("remux", seconds)
-    return result
+    reel.timer.record("remux", seconds)
+    reel.outputs.append(reel.remuxed.path)
 
 
-def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, layout, key, input_sha, timeout,
-                   spills) -> ReportRow:
-    """Every stage block by block through spill files in the title's folder, so memory does not grow with the
-    reel's length (issue #5): extract → separate → cleanup → vad → loudness + write → remux → qc."""
-    work = job.out_dir
-    work.mkdir(parents=True, exist_ok=True)
+STAGES: tuple[tuple[str, Callable[[Reel], None]], ...] = (
+    ("extract", _extract), ("separate", _separate), ("cleanup", _cleanup), ("vad", _vad),
+    ("loudness", _loudness), ("write", _write))
 
-    def spill(name: str, channels: int) -> stream_io.RawFile:
-        """A new spill file, removed when the title is done."""
-        f = stream_io.RawFile(stream_io.spill_path(work, name), channels)
-        spills.append(f)
-        return f
 
-    with timed("extract"):
-        rate = profile.sample_rate or stream.sample_rate     # the spec's rate for every output
-        mix = stream_io.extract_to_raw(job.path, stream, spill("mix", stream.channels), rate_out=rate,
-                                       timeout=timeout)
-    with timed("separate"):
-        separation = stream_io.separate_stream(get_separator(spec, settings), mix, rate, layout, work)
-        spills.extend(f for f in (separation.dx, separation.mx, separation.fx) if f is not None)
-    with timed("cleanup"):
-        dx = _clean_stream(separation.dx, rate, layout, row.cleanup, profile, spill, work)   # resolved: auto → method
-        if dx is not separation.dx:       # the raw DX is not needed any more: give its disk space back
-            if dx not in spills:
-                spills.append(dx)
-            separation.dx.remove()
-            spills.remove(separation.dx)
-    with timed("vad"):
-        speech = vad.speech_regions_stream(dx, rate, chunk_s=VAD_CHUNK_S)
-        n_blocks = max(0, mix.frames // int(round(0.1 * rate)) - 3)   # BS.1770 gating blocks
-        speech_blocks = vad.block_mask(speech, n_blocks)
-    sources = {"MIX": mix, "DX": dx, "ME": stream_io.Difference(mix, dx)}
-    sources.update({k: f for k, f in (("MX", separation.mx), ("FX", separation.fx)) if f is not None})
-    with timed("loudness"):
-        plan = deliver.plan_delivery(sources, rate, layout, profile, speech_blocks=speech_blocks)
-    with timed("write"):
-        delivered = deliver.deliver_stream(sources, rate, layout, profile,
-                                           _wav_writers(job, rate, layout, profile, spec.name, timeout),
-                                           speech_blocks=speech_blocks, plan=plan)
-        wavs = dict(delivered.paths)
-        row.input_lufs, row.gain_db = delivered.input.integrated_lufs, delivered.gain_db
-        row.limiter_db = delivered.limiter_db
-        for f in list(spills):          # the stems are written: free the disk before remux and QC
-            f.remove()
-            spills.remove(f)
-        if settings.stereo_downmix and layout == "5.1":
-            # Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to
-            # the same spec again (one gain and limiter for all), in OUT/<title>/stereo/.
-            readers = {name: stream_io.WavReader(path) for name, path in wavs.items()}
-            try:
-                stereo = {name: stream_io.Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
-                again = deliver.deliver_stream(stereo, rate, "stereo", profile,
-                                               _wav_writers(job, rate, "stereo", profile, spec.name, timeout,
-                                                            "stereo"), speech_blocks=speech_blocks)
-            finally:
-                for r in readers.values():
-                    r.close()
-            wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
-    outputs = list(wavs.values())
-    remuxing = _start_remux(job, info, stream, wavs, profile, settings, timeout) if info.has_video else None
+def _run_stages(reel: Reel) -> None:
+    """STAGES in order, then the QC and spotting list while ffmpeg remuxes on another core."""
+    for name, stage in STAGES:
+        with reel.timer(name):
+            stage(reel)
+    remuxing = _start_remux(reel) if reel.probed.info.has_video else None
     try:
-        with timed("qc"):       # while ffmpeg remuxes on another core
-            checked = _check(wavs, layout, profile)
-            if "stereo/MIX" in wavs:
-                stereo_qc = _check({k.split("/")[1]: v for k, v in wavs.items() if "/" in k}, "stereo", profile)
-                row.stereo_lufs, row.stereo_tp_dbtp = stereo_qc.output_lufs, stereo_qc.true_peak_dbtp
-                reasons = checked.reasons + tuple(f"stereo downmix: {r}" for r in stereo_qc.reasons)
-                checked = dataclasses.replace(checked, reasons=reasons, qc="fail" if reasons else "pass")
-            fill_qc(row, checked)
-            fps = info.video[0].frame_rate if info.has_video else None
-            spots = spotting.spotting_list_from_wav(checked.speech, wavs["DX"], rate, _supported_fps(fps),
-                                                    layout=layout)
-            for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
-                                 (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
-                writer(path, spots)
-                outputs.append(path)
-            row.dialogue_lines = len(spots)
+        with reel.timer("qc"):
+            _qc(reel)
+            _spotting(reel)
     finally:
         if remuxing is not None:    # always waited for: a failure must not clean up under a running remux
-            result = _finish_remux(remuxing, row, timed)
-    if remuxing is not None:
-        row.deliverable = str(result.path)
-        outputs.append(result.path)
-    if checked.qc == "fail":
-        say(f"[{job.title}] QC fail: " + "; ".join(checked.reasons))
+            _finish_remux(reel, remuxing)
+
+
+# ---------------------------------------------------------------------------------------------------- the row
+
+def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
+    """Copy the QC measurements of the written files into the report row (and its plot data)."""
+    row.qc, row.qc_reasons = checked.qc, "; ".join(checked.reasons)
+    row.measurement, row.delivery_target_lufs = checked.measurement, checked.target_lufs
+    row.output_lufs, row.lra_lu = checked.output_lufs, checked.lra_lu
+    row.short_term_max_lufs, row.momentary_max_lufs = checked.short_term_max_lufs, checked.momentary_max_lufs
+    row.dialog_gated_lufs, row.speech_pct = checked.dialog_gated_lufs, checked.speech_pct
+    row.dx_lufs, row.me_lufs = checked.dx_lufs, checked.me_lufs
+    row.true_peak_dbtp, row.null_residual_dbfs = checked.true_peak_dbtp, checked.null_residual_dbfs
+    row.mix_tp_dbtp = checked.stem_true_peaks.get("MIX", math.nan)
+    row.dx_tp_dbtp = checked.stem_true_peaks.get("DX", math.nan)
+    row.me_tp_dbtp = checked.stem_true_peaks.get("ME", math.nan)
+    row.clipped_samples, row.speech_leak_pct = checked.clipped_samples, checked.speech_leak_pct
+    row.me_to_dx_db, row.dx_nonspeech_lu = checked.me_to_dx_db, checked.dx_nonspeech_lu
+    row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
+
+
+def _fill_row(reel: Reel) -> ReportRow:
+    """The report row of a processed reel, from the stages' results (the probe filled its part)."""
+    row = reel.timer.row
+    row.input_lufs, row.gain_db = reel.delivered.input.integrated_lufs, reel.delivered.gain_db
+    row.limiter_db = reel.delivered.limiter_db
+    fill_qc(row, reel.checked)
+    if reel.stereo_qc is not None:
+        row.stereo_lufs, row.stereo_tp_dbtp = reel.stereo_qc.output_lufs, reel.stereo_qc.true_peak_dbtp
+    row.dialogue_lines = len(reel.spots)
+    if reel.remuxed is not None:
+        row.deliverable = str(reel.remuxed.path)
+    if reel.checked.qc == "fail":
+        reel.say(f"[{reel.job.title}] QC fail: " + "; ".join(reel.checked.reasons))
     row.status, row.stage = "ok", ""
-    row.total_s = time.perf_counter() - timed.started
+    row.total_s = time.perf_counter() - reel.timer.started
     row.rtf = row.total_s / row.duration_s if row.duration_s and row.duration_s > 0 else math.nan
-    Manifest.build(key, job.path, input_sha, job.out_dir, outputs, row.as_flat()).write(job.out_dir)
     return row

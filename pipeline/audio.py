@@ -1,26 +1,35 @@
-"""Audio in and out through ffmpeg: decode a stream to float32 at its own rate, write broadcast WAV stems.
+"""Audio in and out through ffmpeg pipes: decode a stream block by block (resampled with soxr as it arrives),
+write broadcast WAV stems block by block (bext, channel mask, RF64 past 4 GB, atomic).
 
 Arrays are float32 shaped (samples, channels); rates in Hz. Commands are built with typed-ffmpeg and run by
-the one runner in `pipeline.ffmpeg`.
+the one runner in `pipeline.ffmpeg`. `extract` and `write_wav` are the same pipes over a whole array.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from pathlib import Path
 
+import ffmpeg as tf  # typed-ffmpeg
 import numpy as np
 
 from .errors import MediaError
-from .layout import get_layout
+from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
+from .layout import Layout, get_layout
 from .media import AudioStream, MediaInfo
+from .outputs import atomic_output
+from .readers import RawFile, raw_bytes
+from .resample import Resampler
 
 PCM_CODECS = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}
 BLOCK_FRAMES = 1 << 16
+ORIGINATOR = "reelsplit"   # bext Originator (32 characters at most)
+_READ_FRAMES = 1 << 16     # frames per pipe read
 
-
-def check_layout(stream: AudioStream, path: Path) -> str:
-    """The stream's layout name if reelsplit can separate it, else MediaError with the reason."""
+def check_layout(stream: AudioStream, path: Path) -> Layout:
+    """The stream's Layout if reelsplit can separate it, else MediaError with the reason."""
     try:
-        return get_layout(stream.layout, stream.channels).name
+        return get_layout(stream.layout, stream.channels)
     except MediaError as exc:
         raise MediaError(exc.message, path) from None
 
@@ -40,14 +49,8 @@ def select_stream(info: MediaInfo, n: int = 0) -> AudioStream:
 
 
 def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) -> np.ndarray:
-    """Decode audio stream `stream` of `path` to float32 (samples, channels) at the stream's own rate.
-
-    All channels are kept in ffmpeg's order for the layout (5.1: L R C LFE Ls Rs). A damaged stream — packets
-    ffmpeg could not decode, or less audio than the file declares (truncated) — is a MediaError: ffmpeg exits
-    0 on both, and a reel delivered short or out of sync must not look complete.
-    """
-    from .stream import extract_to_raw   # the one decoder: ffmpeg → pipe → blocks
-
+    """Decode audio stream `stream` of `path` to float32 (samples, channels) at the stream's own rate: the
+    pipe of `extract_to_raw` into memory (tests, short files)."""
     sink = _Collect(stream.channels)
     extract_to_raw(path, stream, sink, timeout=timeout)
     return np.concatenate(sink.parts) if sink.parts else np.zeros((0, stream.channels), np.float32)
@@ -75,19 +78,16 @@ def write_wav(
     *,
     bit_depth: int = 24,
     description: str = "",
-    originator: str = "reelsplit",
     timeout: float | None = None,
 ) -> Path:
     """Write (samples, channels) float audio as a broadcast WAV (bext chunk, WAVE_FORMAT_EXTENSIBLE with the
     channel mask of `layout`, RF64 past 4 GB), atomically: temporary name, fsync, rename.
     """
-    from .stream import WavWriter   # the one BWF writer (block by block, through ffmpeg, atomic)
-
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 2:
         raise ValueError(f"audio must be (samples, channels), got shape {audio.shape}")
     writer = WavWriter(Path(path), rate, layout, audio.shape[1], bit_depth=bit_depth, description=description,
-                       originator=originator, timeout=timeout)
+                       timeout=timeout)
     try:
         for start in range(0, audio.shape[0], BLOCK_FRAMES):
             writer.write(audio[start:start + BLOCK_FRAMES])
@@ -96,3 +96,113 @@ def write_wav(
         raise
     writer.close()
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------ pipes
+
+def extract_to_raw(path: Path, stream: AudioStream, raw: RawFile, *, rate_out: int | None = None,
+                   timeout: float | None = None) -> RawFile:
+    """Decode audio stream `stream` of `path` through a pipe into `raw` (float32 at the stream's rate, or
+    resampled to `rate_out` with soxr as it arrives). `raw` is anything with `append(block)` and `flush()`.
+    All channels are kept in ffmpeg's order for the layout (5.1: L R C LFE Ls Rs). A damaged stream — no
+    samples, packets ffmpeg could not decode, or less audio than the file declares (truncated) — is a
+    MediaError: ffmpeg exits 0 on both, and a reel delivered short or out of sync must not look complete."""
+    src = tf.input(str(Path(path).resolve()))
+    cmd = (
+        tf.output(src.audio_stream(stream.audio_index), filename="pipe:1", f="f32le", acodec="pcm_f32le",
+                  ac=stream.channels, ar=stream.sample_rate)
+        .global_args(hide_banner=True, loglevel="error")
+        .compile()
+    )
+    rs = Resampler(stream.sample_rate, rate_out or stream.sample_rate, stream.channels)
+    frame = 4 * stream.channels
+    proc = popen_reader(cmd, timeout=timeout)
+    assert proc.stdout is not None
+    carry, decoded = b"", 0
+    try:
+        while data := proc.stdout.read(_READ_FRAMES * frame):
+            data = carry + data
+            usable = len(data) - len(data) % frame
+            carry = data[usable:]
+            block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, stream.channels)
+            decoded += block.shape[0]
+            raw.append(rs.push(block))
+        raw.append(rs.flush())
+    finally:
+        stderr = finish(proc, timeout=timeout, path=path)
+    errors = stderr.count("Error while decoding")
+    if decoded == 0:
+        raise MediaError("the audio stream decoded to no samples", path)
+    if errors:
+        raise MediaError(f"damaged audio: {errors} packet(s) could not be decoded (corrupt data)", path)
+    declared, got = stream.duration_s, decoded / stream.sample_rate
+    if declared and declared - got > max(0.05, 0.01 * declared):
+        raise MediaError(f"damaged audio: decoded only {got:.2f} s of the {declared:.2f} s the file declares "
+                         "(truncated or corrupt)", path)
+    raw.flush()
+    return raw
+
+
+class WavWriter:
+    """A broadcast WAV (bext, channel mask, RF64 past 4 GB) written block by block through an ffmpeg pipe, to a
+    temporary name that is renamed only when the file is complete (`close()`); `abort()` removes it."""
+
+    def __init__(self, path: Path, rate: int, layout: str, channels: int, *, bit_depth: int = 24,
+                 description: str = "", timeout: float | None = None):
+        self.path, self.channels, self.timeout = Path(path), channels, timeout
+        self.frames = 0
+        self._atomic = atomic_output(self.path)
+        tmp = self._atomic.__enter__()
+        now = dt.datetime.now()
+        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels,
+                       extra_options={"ch_layout": get_layout(layout, channels).ffmpeg})
+        cmd = (
+            tf.output(src.audio, filename=str(tmp), f="wav", acodec=PCM_CODECS[bit_depth],
+                      extra_options={"write_bext": 1, "rf64": "auto"})
+            .global_args(hide_banner=True, loglevel="error", y=True)
+            .compile()
+        )
+        cmd = add_output_options(cmd, [
+            ("-metadata", f"description={description[:256]}"),
+            ("-metadata", f"originator={ORIGINATOR}"),
+            ("-metadata", f"origination_date={now:%Y-%m-%d}"),
+            ("-metadata", f"origination_time={now:%H:%M:%S}"),
+        ])
+        self._proc = popen_writer(cmd, timeout=timeout)
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype="<f4")
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"{self.path.name}: block of shape {block.shape}, expected (n, {self.channels})")
+        try:
+            self._proc.stdin.write(raw_bytes(block))
+        except BrokenPipeError:
+            self._fail()
+        self.frames += block.shape[0]
+
+    def _fail(self) -> None:
+        try:
+            finish(self._proc, timeout=self.timeout, path=self.path)   # raises with ffmpeg's message
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        raise MediaError("ffmpeg stopped reading the audio", self.path)
+
+    def close(self) -> Path:
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                self._proc.stdin.close()
+            finish(self._proc, timeout=self.timeout, path=self.path)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._atomic.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._proc.kill()
+            self._proc.communicate()
+        with contextlib.suppress(Exception):
+            err = RuntimeError("aborted")
+            self._atomic.__exit__(RuntimeError, err, None)

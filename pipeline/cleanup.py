@@ -1,9 +1,13 @@
-"""Dialogue clean-up on DX — noisereduce spectral gating or DeepFilterNet3 — with M&E recomputed as mix − DX.
+"""Dialogue clean-up on DX, block by block, behind one small interface: noisereduce spectral gating, DeepFilterNet3
+per channel, or none. M&E is mix − DX, so whatever the clean-up takes out of DX lands in M&E and the stems still
+null against the mix.
 
-Whatever the noise reduction takes out of DX lands in M&E, so DX + M&E still nulls against the mix.
+`make_cleaner(method, strength, separation)` gives a `Cleaner`; `cleaner.clean(dx, rate, layout, workspace)`
+returns the cleaned DX as a reader (a spill file in `workspace`, or `dx` itself for none).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections import deque
@@ -13,29 +17,9 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from .separate import Separation
-
-
-class BlockReader(Protocol):
-    """Audio read a block at a time: `frames` samples of `channels` channels in all."""
-
-    frames: int
-    channels: int
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        """float32 (min(count, frames - start), channels) from sample `start`."""
-        ...
-
-
-@dataclass(frozen=True)
-class CleanupResult:
-    dx: np.ndarray          # cleaned dialogue (samples, channels) float32
-    me: np.ndarray          # mix − cleaned dialogue
-    method: str             # "noisereduce" | "none"
-    strength: float         # noisereduce prop_decrease, 0..1
-    removed_db: float       # level of what was removed relative to DX, dB (−inf when nothing)
-    seconds: float
-
+from .config import SeparationSettings
+from .layout import Layout
+from .readers import Reader, Workspace
 
 AUTO = "auto"
 
@@ -56,63 +40,12 @@ def auto_reason(model_kind: str) -> str:
     return "DFN3 is itself a speech denoiser" if model_kind == "dfn3" else "after a Demucs model"
 
 
-def _rms_db(x: np.ndarray) -> float:
-    ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-    return 10 * np.log10(ms) if ms > 0 else float("-inf")
-
-
-def _dfn3_cleanup(mix: np.ndarray, dx: np.ndarray, rate: int, start: float) -> CleanupResult:
-    """DeepFilterNet3 over each dialogue channel (Demucs DX → DFN3: the high-quality combination)."""
-    from .config import SeparationSettings
-    from .separate import Dfn3Separator, resample
-
-    dfn = Dfn3Separator(SeparationSettings())
-    cleaned = dx.copy()
-    for c in range(dx.shape[1]):
-        if np.any(dx[:, c]):
-            x = resample(dx[:, c:c + 1], rate, dfn.sample_rate)[:, 0]
-            cleaned[:, c] = resample(dfn.enhance(x)[:, None], dfn.sample_rate, rate, length=dx.shape[0])[:, 0]
-    removed_db = _rms_db(dx - cleaned) - _rms_db(dx)
-    return CleanupResult(cleaned, (mix - cleaned).astype(np.float32), "dfn3", 1.0, removed_db,
-                         time.perf_counter() - start)
-
-
-def clean_dialogue(mix: np.ndarray, sep: Separation, rate: int, *, method: str = "noisereduce",
-                   strength: float = 0.5) -> CleanupResult:
-    """Clean `sep.dx`: "noisereduce" (non-stationary spectral gating, `prop_decrease=strength`), "dfn3"
-    (DeepFilterNet3 per channel) or "none".
-
-    `mix` and the stems are (samples, channels) at `rate` Hz. Returns the new DX and M&E = mix − DX.
-    """
-    start = time.perf_counter()
-    if method == "none" or strength <= 0 or not np.any(sep.dx):
-        return CleanupResult(sep.dx, sep.me, "none", 0.0, float("-inf"), time.perf_counter() - start)
-    dx = sep.dx.copy()
-    if method == "dfn3":
-        return _dfn3_cleanup(mix, dx, rate, start)
-    import noisereduce as nr
-
-    # Only channels that carry dialogue: noisereduce divides by the smoothed spectrum, and an all-zero
-    # channel (the LFE of a 5.1 DX) turns into NaN.
-    active = [c for c in range(dx.shape[1]) if np.any(dx[:, c])]
-    cleaned = nr.reduce_noise(y=dx[:, active].T, sr=rate, prop_decrease=strength, stationary=False, n_jobs=1)
-    dx[:, active] = np.asarray(cleaned, dtype=np.float32).reshape(len(active), -1).T
-    dx = np.nan_to_num(dx, nan=0.0, posinf=0.0, neginf=0.0)
-    removed_db = _rms_db(sep.dx - dx) - _rms_db(sep.dx)
-    return CleanupResult(dx, (mix - dx).astype(np.float32), method, strength, removed_db,
-                         time.perf_counter() - start)
-
-
-# --------------------------------------------------------------------------------------------------
-# streaming: the same clean-up, a block at a time
-
-
 @dataclass
 class CleanupStats:
     """Running totals of one `clean_stream`, complete once its last block has been taken.
 
-    `method`/`strength` as clean_dialogue reports them ("none", 0.0 when nothing was cleaned: method "none",
-    strength 0 or an all-zero DX); `removed_db` = level of what was removed relative to DX, dB.
+    `method`/`strength`: "none", 0.0 when nothing was cleaned (method "none", strength 0 or an all-zero DX);
+    `removed_db` = level of what was removed relative to DX, dB.
     """
 
     method: str = "none"
@@ -128,16 +61,134 @@ class CleanupStats:
         return 10 * np.log10(self.removed_energy / self.dx_energy)
 
 
+class Cleaner(Protocol):
+    method: str      # "none" | "noisereduce" | "dfn3": what is applied
+
+    def clean(self, dx: Reader, rate: int, layout: Layout, workspace: Workspace) -> Reader: ...
+
+
+@dataclass(frozen=True)
+class NoCleanup:
+    method: str = "none"
+
+    def clean(self, dx: Reader, rate: int, layout: Layout, workspace: Workspace) -> Reader:
+        return dx
+
+
+@dataclass(frozen=True)
+class Dfn3Cleanup:
+    """DeepFilterNet3 over each dialogue channel of `layout`'s groups (the LFE stays silent), with the run's
+    DFN3 settings (`dfn3_atten_lim_db` honoured)."""
+
+    separation: SeparationSettings
+    method: str = "dfn3"
+
+    def clean(self, dx: Reader, rate: int, layout: Layout, workspace: Workspace) -> Reader:
+        from .separate_dfn3 import Dfn3Separator
+
+        per_channel = Dfn3Separator(dataclasses.replace(self.separation, dfn3_pairs="channels"))
+        return per_channel.separate(dx, rate, layout, workspace, name="dx-clean").dx
+
+
+@dataclass(frozen=True)
+class NoiseReduce:
+    """noisereduce's non-stationary spectral gating (`prop_decrease=strength`), on noisereduce's own block grid.
+
+    noisereduce cuts its input into blocks of `chunk_size` samples and filters each with `padding` samples of
+    context either side (zeros beyond the ends), seamed without a crossfade; the blocks here are those blocks,
+    so the output is the one a single whole-array call gives (tests/test_stream_stages.py).
+    `block_s`/`margin_s` (seconds) set another block and context; None takes noisereduce's own. Memory: one
+    block plus its context (600000 + 2 x 30000 samples by default, 13.75 s at 48 kHz) per thread, whatever the
+    reel's length. `threads` > 1 filters that many blocks at once (noisereduce's FFTs and numpy release the
+    GIL: 1.5x faster on 2 cores, benchmarks/RESULTS.md); the output is the same bit for bit."""
+
+    strength: float = 0.5
+    threads: int = 1
+    block_s: float | None = None
+    margin_s: float | None = None
+    method: str = "noisereduce"
+
+    def clean(self, dx: Reader, rate: int, layout: Layout, workspace: Workspace) -> Reader:
+        out = workspace.spill("dx-clean", dx.channels)
+        for block in self.blocks(dx, rate):
+            out.append(block)
+        out.flush()
+        return out
+
+    def grid(self, rate: int) -> tuple[int, int]:
+        """(block, margin) in samples."""
+        nr_block, nr_margin = _noisereduce_grid()
+        block = nr_block if self.block_s is None else round(self.block_s * rate)
+        margin = nr_margin if self.margin_s is None else round(self.margin_s * rate)
+        if block < 1 or margin < 0:
+            raise ValueError(f"block_s must be > 0 and margin_s >= 0, got {self.block_s} and {self.margin_s}")
+        return block, margin
+
+    def blocks(self, reader: Reader, rate: int, stats: CleanupStats | None = None) -> Iterator[np.ndarray]:
+        """Cleaned DX as consecutive float32 (n, channels) blocks covering exactly `reader.frames` samples
+        (strength <= 0: DX unchanged, bit for bit); totals go into `stats` when given. Blocks are read and
+        yielded in order by the calling thread (readers are not thread-safe), filtered in the pool."""
+        start_t = time.perf_counter()
+        frames = int(reader.frames)
+        block, margin = self.grid(rate)
+        stats = CleanupStats() if stats is None else stats
+        # noisereduce: an input longer than one block is read as whole blocks (the last zero-padded);
+        # an input of one block or less is one block of its own length
+        length = block if frames > block else frames
+        jobs = ((_block_input(reader, a, length, margin), min(frames, a + block) - a) for a in range(0, frames, block))
+        if self.strength <= 0:
+            jobs = ((seg[margin:margin + n], None) for seg, n in jobs)
+        for out in self._filtered(jobs, margin, rate, stats):
+            stats.seconds += time.perf_counter() - start_t
+            yield out
+            start_t = time.perf_counter()
+
+    def _filtered(self, jobs, margin: int, rate: int, stats: CleanupStats) -> Iterator[np.ndarray]:
+        workers = max(1, self.threads)
+        with ThreadPoolExecutor(workers, thread_name_prefix="noisereduce") as pool:
+            pending: deque[Future] = deque()
+            for seg, n in jobs:
+                if n is None:           # strength 0: the block itself, unchanged
+                    yield seg
+                    continue
+                pending.append(pool.submit(_gate, seg, margin, n, rate, self.strength))
+                if len(pending) == workers:
+                    yield _collect(pending.popleft(), self.strength, stats)
+            while pending:
+                yield _collect(pending.popleft(), self.strength, stats)
+
+
+def _collect(job: Future, strength: float, stats: CleanupStats) -> np.ndarray:
+    out, dx_energy, removed_energy, gated = job.result()
+    if gated:
+        stats.method, stats.strength = "noisereduce", float(strength)
+    stats.dx_energy += dx_energy
+    stats.removed_energy += removed_energy
+    return out
+
+
+def make_cleaner(method: str, strength: float, separation: SeparationSettings, threads: int = 1) -> Cleaner:
+    """The clean-up for `method` as resolve_method gives it; none when `strength` (the profile's noise
+    reduction) is 0 or below."""
+    if method == "none" or strength <= 0:
+        return NoCleanup()
+    if method == "dfn3":
+        return Dfn3Cleanup(separation)
+    if method == "noisereduce":
+        return NoiseReduce(strength=strength, threads=threads)
+    raise ValueError(f"unknown clean-up method {method!r}")
+
+
 def _noisereduce_grid() -> tuple[int, int]:
     """(chunk_size, padding) in samples that `noisereduce.reduce_noise` uses by default, as installed
-    (600000 and 30000 in noisereduce 3): the grid clean_dialogue's single call processes DX on."""
+    (600000 and 30000 in noisereduce 3): the grid its single whole-array call processes DX on."""
     import noisereduce as nr
 
     params = inspect.signature(nr.reduce_noise).parameters
     return int(params["chunk_size"].default), int(params["padding"].default)
 
 
-def _read_exact(reader: BlockReader, start: int, count: int) -> np.ndarray:
+def _read_exact(reader: Reader, start: int, count: int) -> np.ndarray:
     block = np.asarray(reader.read(start, count), dtype=np.float32)
     if block.shape != (count, reader.channels):
         raise ValueError(f"reader returned {block.shape} for {count} samples at {start} "
@@ -145,71 +196,7 @@ def _read_exact(reader: BlockReader, start: int, count: int) -> np.ndarray:
     return block
 
 
-def clean_stream(reader: BlockReader, rate: int, *, method: str = "noisereduce", strength: float = 0.5,
-                 block_s: float | None = None, margin_s: float | None = None,
-                 stats: CleanupStats | None = None, threads: int = 1) -> Iterator[np.ndarray]:
-    """Yield cleaned DX as consecutive float32 (n, channels) blocks covering exactly `reader.frames` samples.
-
-    "none" (or `strength` <= 0): DX unchanged, bit for bit. "noisereduce": the call clean_dialogue makes
-    (non-stationary, `prop_decrease=strength`, only channels not all zero, NaN → 0), block by block.
-    noisereduce itself cuts its input into blocks of `chunk_size` samples and filters each with `padding`
-    samples of context either side (zeros beyond the ends), seamed without a crossfade; the blocks here are
-    those blocks. `block_s`/`margin_s` (seconds) set the block and the context; None (the default) takes
-    noisereduce's own, which makes the output identical to clean_dialogue's. Memory: one block plus its
-    context (600000 + 2 x 30000 samples by default, 13.75 s at 48 kHz), whatever the reel's length.
-    `threads` > 1 filters that many blocks at once in a thread pool (noisereduce's FFTs and numpy release the
-    GIL: 1.5x faster on 2 cores, measured in benchmarks/RESULTS.md), each with its own block's memory; the
-    blocks are read and yielded in order by the calling thread, and the output is the same bit for bit.
-    Totals (method, removed_db) go into `stats` when given. "dfn3" is not streamed here: ValueError.
-    """
-    start_t = time.perf_counter()
-    frames = int(reader.frames)
-    if method == "none" or strength <= 0:
-        method = "none"
-    elif method != "noisereduce":
-        raise ValueError(f"clean_stream runs noisereduce or none, not {method!r}")
-    nr_block, nr_margin = _noisereduce_grid()
-    block = nr_block if block_s is None else round(block_s * rate)
-    margin = nr_margin if margin_s is None else round(margin_s * rate)
-    if block < 1 or margin < 0:
-        raise ValueError(f"block_s must be > 0 and margin_s >= 0, got {block_s} and {margin_s}")
-    stats = CleanupStats() if stats is None else stats
-    # noisereduce: an input longer than one block is read as whole blocks (the last zero-padded);
-    # an input of one block or less is one block of its own length
-    length = block if frames > block else frames
-    starts = range(0, frames, block)
-    workers = max(1, threads)
-
-    def collect(job: Future) -> np.ndarray:
-        out, dx_energy, removed_energy, gated = job.result()
-        if gated:
-            stats.method, stats.strength = "noisereduce", float(strength)
-        stats.dx_energy += dx_energy
-        stats.removed_energy += removed_energy
-        return out
-
-    def blocks() -> Iterator[np.ndarray]:
-        if method == "none":
-            for a in starts:
-                yield _read_exact(reader, a, min(frames, a + block) - a)
-            return
-        with ThreadPoolExecutor(workers, thread_name_prefix="noisereduce") as pool:
-            pending: deque[Future] = deque()
-            for a in starts:        # read here (readers are not thread-safe), filter in the pool, yield in order
-                seg = _block_input(reader, a, length, margin)
-                pending.append(pool.submit(_gate, seg, margin, min(frames, a + block) - a, rate, strength))
-                if len(pending) == workers:
-                    yield collect(pending.popleft())
-            while pending:
-                yield collect(pending.popleft())
-
-    for out in blocks():
-        stats.seconds += time.perf_counter() - start_t
-        yield out
-        start_t = time.perf_counter()
-
-
-def _block_input(reader: BlockReader, a: int, length: int, margin: int) -> np.ndarray:
+def _block_input(reader: Reader, a: int, length: int, margin: int) -> np.ndarray:
     """DX over [a − margin, a + length + margin), zeros outside the audio: one noisereduce block with its
     context, as noisereduce reads it."""
     lo, hi = max(0, a - margin), min(reader.frames, a + length + margin)
@@ -218,7 +205,8 @@ def _block_input(reader: BlockReader, a: int, length: int, margin: int) -> np.nd
     return seg
 
 
-def _gate(seg: np.ndarray, margin: int, n: int, rate: int, strength: float) -> tuple[np.ndarray, float, float, bool]:
+def _gate(seg: np.ndarray, margin: int, n: int, rate: int,
+          strength: float) -> tuple[np.ndarray, float, float, bool]:
     """The `n` samples after `margin` in `seg` cleaned by noisereduce over the whole of `seg`; returns them with
     the block's DX energy, the removed energy and whether any channel was filtered."""
     import noisereduce as nr

@@ -84,10 +84,21 @@ class SeparationSettings:
     segment: float | None = None     # seconds per demucs forward; None = the model's own
     overlap: float = 0.25            # fraction of overlap between demucs segments
     shifts: int = 0                  # random time-shift averaging passes (demucs: better, slower)
-    split: bool = True
+    split: bool = True               # always: separation streams segment by segment (apply_model's split=True)
     device: str = "cpu"              # cpu | cuda | auto
     dfn3_atten_lim_db: float = 100.0  # DeepFilterNet3 max attenuation; lower keeps more ambience in DX
     dfn3_pairs: str = "mid"          # stereo pairs: "mid" (DFN3 of L+R, placed back by pan) or "channels"
+
+
+def _check_split(value: Any, source: str | Path) -> bool:
+    """`split: true` only: reelsplit separates segment by segment so memory stays flat however long the reel,
+    which is apply_model's split=True; split=False would hold the whole reel in one forward pass."""
+    check_choice(value, (True, False), "separation.split", source)
+    if value is not True:
+        raise ConfigError(f"{source}: separation.split: false is not supported: reelsplit separates segment by "
+                          "segment so memory stays flat (apply_model's split=True); set separation.segment to "
+                          "choose the segment length")
+    return True
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ class Settings:
             segment=None if segment is None else check_range(segment, 1.0, 60.0, "separation.segment", source),
             overlap=check_range(sep.get("overlap", base.overlap), 0.0, 0.9, "separation.overlap", source),
             shifts=int(check_range(sep.get("shifts", base.shifts), 0, 20, "separation.shifts", source)),
-            split=bool(check_choice(sep.get("split", base.split), (True, False), "separation.split", source)),
+            split=_check_split(sep.get("split", base.split), source),
             device=check_choice(sep.get("device", base.device), ("cpu", "cuda", "auto"), "separation.device", source),
             dfn3_atten_lim_db=check_range(sep.get("dfn3_atten_lim_db", base.dfn3_atten_lim_db), 0.0, 100.0,
                                           "separation.dfn3_atten_lim_db", source),

@@ -1,5 +1,6 @@
 """Speech regions with silero-vad: per-frame speech probability, regions in seconds, and the BS.1770
-gating blocks that hold speech (for dialogue-gated loudness). Pure functions over numpy arrays.
+gating blocks that hold speech (for dialogue-gated loudness). Audio is read block by block from a reader
+(pipeline.readers); an in-memory array is read through an ArrayReader, the same code.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import soxr
 
 from .errors import ModelError
 from .layout import find_layout
+from .readers import ArrayReader
 
 SR = 16_000  # silero-vad's rate
 WIN = 512  # samples per model frame at 16 kHz: one probability per 32 ms
@@ -100,16 +102,10 @@ def _check(audio: np.ndarray, rate: int) -> np.ndarray:
     return x
 
 
-def _mono_16k(x: np.ndarray, rate: int, block: int) -> Iterator[np.ndarray]:
-    """The downmix of (samples, channels) `x` resampled to 16 kHz, float32, `block` input samples at a time.
-
-    Downmix: the mean of the channels; without the LFE of the usual layout for the count (5.1: L R C Ls Rs).
-    """
-    return _mono_16k_read(lambda a, count: x[a : a + count], x.shape[0], x.shape[1], rate, block)
-
-
 def _mono_16k_read(read, frames: int, n_ch: int, rate: int, block: int) -> Iterator[np.ndarray]:
-    """As `_mono_16k`, of audio `frames` x `n_ch` got through `read(start, count)`, `block` samples a call."""
+    """The downmix of audio `frames` x `n_ch` got through `read(start, count)`, `block` samples a call,
+    resampled to 16 kHz (soxr HQ), float32: the mean of the channels, without the LFE of the usual layout for
+    the count (5.1: L R C Ls Rs)."""
     lay = find_layout(None, n_ch)
     keep = list(lay.full_band) if lay is not None else list(range(n_ch))   # the LFE left out
     weights = np.zeros(n_ch, np.float32)
@@ -140,21 +136,10 @@ def _chunk_probs(history: np.ndarray, chunk: np.ndarray) -> np.ndarray:
     return _model_probs(batch)[:, _WARM_FRAMES:].reshape(-1)[:n_frames]
 
 
-def _frame_probs(audio: np.ndarray, rate: int, chunk_s: float) -> tuple[np.ndarray, int]:
-    """Per-32 ms-frame speech probabilities float32 (frames,) and the 16 kHz length in samples.
-
-    The input is resampled and run `chunk_s` at a time (memory stays O(chunk) beyond the result);
-    model state is reset per chunk and per lane, after a warm-up over the audio just before it.
-    """
-    x, rate = _check(audio, rate), int(rate)
-    if chunk_s <= 0:
-        raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
-    chunk = max(1, round(chunk_s * SR / WIN)) * WIN
-    return _pieces_probs(_mono_16k(x, rate, block=max(1, math.ceil(min(chunk / SR, 10.0) * rate))), chunk_s)
-
-
 def _pieces_probs(pieces: Iterable[np.ndarray], chunk_s: float) -> tuple[np.ndarray, int]:
-    """`_frame_probs` of 16 kHz mono audio that arrives as `pieces` of any length, run `chunk_s` at a time."""
+    """Per-32 ms-frame speech probabilities float32 (frames,) of 16 kHz mono audio that arrives as `pieces` of
+    any length, and its length in samples. Run `chunk_s` at a time (memory O(chunk) beyond the result); model
+    state is reset per chunk and per lane, after a warm-up over the audio just before it."""
     chunk = max(1, round(chunk_s * SR / WIN)) * WIN
     history = np.zeros(_WARM_FRAMES * WIN, np.float32)  # silence before the start
     pending, have, parts, total = [], 0, [], 0
@@ -172,17 +157,44 @@ def _pieces_probs(pieces: Iterable[np.ndarray], chunk_s: float) -> tuple[np.ndar
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), total
 
 
-def speech_probability(audio: np.ndarray, rate: int, hop_s: float = FRAME_S, *, chunk_s: float = 600.0
-                       ) -> np.ndarray:
+@dataclass(frozen=True)
+class Hysteresis:
+    """silero-vad's own hysteresis (`get_speech_timestamps_from_probs`): speech starts at >= threshold, ends
+    after min_silence_s below threshold - 0.15; regions under min_speech_s dropped, pad_s added each side."""
+
+    threshold: float = 0.5
+    min_speech_s: float = 0.25
+    min_silence_s: float = 0.1
+    pad_s: float = 0.03
+
+
+def _frames(source, rate: int, chunk_s: float, block_s: float) -> tuple[np.ndarray, int, int]:
+    """(frame probabilities, 16 kHz length, source frames) of a reader or (samples, channels) array."""
+    if isinstance(source, np.ndarray) or not hasattr(source, "read"):
+        source = ArrayReader(_check(source, rate))
+    frames, n_ch = int(source.frames), int(source.channels)
+    if int(rate) != rate or rate <= 0:
+        raise ValueError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
+    if n_ch < 1 or frames < 0:
+        raise ValueError(f"reader must hold (samples, channels) audio, got {frames} x {n_ch}")
+    if chunk_s <= 0 or block_s <= 0:
+        raise ValueError(f"chunk_s and block_s must be > 0, got {chunk_s} and {block_s}")
+    pieces = _mono_16k_read(source.read, frames, n_ch, int(rate), block=max(1, math.ceil(block_s * rate)))
+    probs, n16 = _pieces_probs(pieces, chunk_s)
+    return probs, n16, frames
+
+
+def speech_probability(source, rate: int, hop_s: float = FRAME_S, *, chunk_s: float = 600.0) -> np.ndarray:
     """Speech probability in [0, 1], float32 (frames,): value i covers [i * hop_s, (i + 1) * hop_s).
 
-    `audio` is (samples, channels) float at `rate` Hz (see `speech_regions` for the downmix). `hop_s` must
-    be a whole number of silero frames (32 ms); a longer hop takes the largest probability of its frames.
+    `source` is a block reader or a (samples, channels) float array at `rate` Hz (the downmix as in
+    `speech_regions`). `hop_s` must be a whole number of silero frames (32 ms); a longer hop takes the largest
+    probability of its frames.
     """
     k = round(hop_s / FRAME_S)
     if k < 1 or abs(k * FRAME_S - hop_s) > 1e-9:
         raise ValueError(f"hop_s must be a whole multiple of {FRAME_S} s, got {hop_s}")
-    probs, _ = _frame_probs(audio, rate, chunk_s)
+    probs, _, _ = _frames(source, rate, chunk_s, 10.0)
     if k > 1:
         padded = np.zeros(-(-probs.size // k) * k, np.float32)
         padded[: probs.size] = probs
@@ -190,55 +202,30 @@ def speech_probability(audio: np.ndarray, rate: int, hop_s: float = FRAME_S, *, 
     return probs
 
 
-def speech_regions(audio: np.ndarray, rate: int, *, threshold: float = 0.5, min_speech_s: float = 0.25,
-                   min_silence_s: float = 0.1, pad_s: float = 0.03, chunk_s: float = 600.0
-                   ) -> tuple[Region, ...]:
-    """Speech regions of (samples, channels) float audio at any `rate`, sorted, in seconds.
+def speech_regions(source, rate: int, *, hysteresis: Hysteresis = Hysteresis(), chunk_s: float = 600.0,
+                   block_s: float = 10.0) -> tuple[Region, ...]:
+    """Speech regions, sorted, in seconds, of a block reader (`frames`, `channels`, `read(start, count)`
+    giving float (samples, channels) at `rate` Hz) or of a (samples, channels) float array (read through an
+    in-memory reader: the same code).
 
-    Downmix to mono: the mean of the channels; for 6 channels (taken as L R C LFE Ls Rs) the mean of the
-    five without the LFE. Resampled to 16 kHz (soxr), then silero-vad gives a probability per 32 ms frame
-    and its own hysteresis (`get_speech_timestamps_from_probs`: speech starts at >= threshold, ends after
-    min_silence_s below threshold - 0.15; regions under min_speech_s dropped, pad_s added each side) runs over
-    the whole input at once, so regions continue across chunk edges. Runs `chunk_s` of audio at a time, cut
-    into ~33 s lanes run as one batch: about 0.15 s per minute of audio on one CPU thread, and beyond the
-    result about 0.2 MB per second of chunk (115 MB at the default 600 s) whatever the input's length.
+    Read `block_s` at a time, each sample once; downmixed to mono (the mean of the channels without the LFE),
+    resampled to 16 kHz (soxr), then silero-vad gives a probability per 32 ms frame and its hysteresis runs
+    over the whole input at once, so regions continue across chunk edges. The model runs `chunk_s` of audio
+    at a time, cut into ~33 s lanes run as one batch: about 0.15 s per minute of audio on one CPU thread.
+    Memory beyond the result (4 bytes per 32 ms): one read block plus about 0.2 MB per second of chunk.
     """
-    probs, n16 = _frame_probs(audio, rate, chunk_s)
-    return _probs_regions(probs, n16, np.shape(audio)[0] / rate, threshold, min_speech_s, min_silence_s, pad_s)
+    probs, n16, frames = _frames(source, rate, chunk_s, block_s)
+    return _probs_regions(probs, n16, frames / int(rate), hysteresis)
 
 
-def _probs_regions(probs: np.ndarray, n16: int, duration: float, threshold: float, min_speech_s: float,
-                   min_silence_s: float, pad_s: float) -> tuple[Region, ...]:
-    """Regions, clipped to [0, duration], from frame probabilities of `n16` samples at 16 kHz (silero's
-    hysteresis, as `speech_regions` describes)."""
+def _probs_regions(probs: np.ndarray, n16: int, duration: float, h: Hysteresis) -> tuple[Region, ...]:
+    """Regions, clipped to [0, duration], from frame probabilities of `n16` samples at 16 kHz."""
     from silero_vad import get_speech_timestamps_from_probs
 
     stamps = get_speech_timestamps_from_probs(
-        probs.tolist(), sampling_rate=SR, threshold=threshold, min_speech_duration_ms=min_speech_s * 1000,
-        min_silence_duration_ms=min_silence_s * 1000, speech_pad_ms=pad_s * 1000, audio_length_samples=n16)
+        probs.tolist(), sampling_rate=SR, threshold=h.threshold, min_speech_duration_ms=h.min_speech_s * 1000,
+        min_silence_duration_ms=h.min_silence_s * 1000, speech_pad_ms=h.pad_s * 1000, audio_length_samples=n16)
     return tuple(Region(max(0.0, s["start"] / SR), min(duration, s["end"] / SR)) for s in stamps)
-
-
-def speech_regions_stream(reader, rate: int, *, threshold: float = 0.5, min_speech_s: float = 0.25,
-                          min_silence_s: float = 0.1, pad_s: float = 0.03, chunk_s: float = 600.0,
-                          block_s: float = 10.0) -> tuple[Region, ...]:
-    """`speech_regions` of the audio behind `reader` (`frames`, `channels`, `read(start, count)` giving float
-    (samples, channels) at `rate` Hz), read `block_s` at a time: each read asks for at most
-    ceil(block_s * rate) samples, and each sample is read once. Same downmix, model and hysteresis, so the
-    same regions as `speech_regions` over the whole array. Memory beyond the result (4 bytes per 32 ms):
-    one read block plus the model's `chunk_s` (about 0.2 MB per second of chunk: lower it for long reels).
-    """
-    frames, n_ch = int(reader.frames), int(reader.channels)
-    if int(rate) != rate or rate <= 0:
-        raise ValueError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
-    if n_ch < 1 or frames < 0:
-        raise ValueError(f"reader must hold (samples, channels) audio, got {frames} x {n_ch}")
-    if chunk_s <= 0 or block_s <= 0:
-        raise ValueError(f"chunk_s and block_s must be > 0, got {chunk_s} and {block_s}")
-    rate = int(rate)
-    pieces = _mono_16k_read(reader.read, frames, n_ch, rate, block=max(1, math.ceil(block_s * rate)))
-    probs, n16 = _pieces_probs(pieces, chunk_s)
-    return _probs_regions(probs, n16, frames / rate, threshold, min_speech_s, min_silence_s, pad_s)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -53,6 +53,15 @@ def test_settings_defaults_and_ranges(tmp_path):
         Settings.from_dict({"language": "english"})
 
 
+def test_settings_the_streaming_path_cannot_honour_are_refused():
+    """`split: false` would need the whole reel in one forward pass: refused when loaded, in one line, rather
+    than accepted and ignored; `split: true` (the default) and `shifts` (passed to every segment) load."""
+    with pytest.raises(ConfigError, match="separation.split: false is not supported") as info:
+        Settings.from_dict({"separation": {"split": False}}, source="cfg.yaml")
+    assert "\n" not in str(info.value) and "cfg.yaml" in str(info.value)
+    assert Settings.from_dict({"separation": {"split": True, "shifts": 2}}).separation.shifts == 2
+
+
 def test_cli_bad_profile_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "loud.yaml"
     bad.write_text("name: loud\ntarget_lufs: -50\ntrue_peak_dbtp: -1\n")

@@ -132,7 +132,7 @@ def _profile_spec():
 def batch(harness, corpus, tmp_path_factory):
     """The whole corpus in one in-process run (2 workers); two files vanish at chosen stages."""
     from flows.reel import run
-    from pipeline import media, stream
+    from pipeline import audio, media
 
     out = tmp_path_factory.mktemp("hostile-out")
     pwned_before = Path("/tmp/pwned").exists()
@@ -141,7 +141,7 @@ def batch(harness, corpus, tmp_path_factory):
     spec, settings, profile = _profile_spec()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setattr(media, "probe", _vanishing(media.probe, "probe"))
-        mp.setattr(stream, "extract_to_raw", _vanishing(stream.extract_to_raw, "extract"))
+        mp.setattr(audio, "extract_to_raw", _vanishing(audio.extract_to_raw, "extract"))
         summary = run(corpus.inputs(), out, spec, settings, profile, workers=2)
     by_file = {r.file: r for r in summary.rows}
     rows = {name: by_file.get(os.fsdecode(path)) for name, path in corpus.cases.items()}

@@ -127,7 +127,14 @@ def test_safetensors_install_and_resolve_by_name(tmp_path, offline_env, monkeypa
     assert (spec.source, spec.path) == ("file", target)
     assert load_demucs(spec).sources == ["dialogue", "music", "effects"]
     mix = (0.1 * np.random.default_rng(0).standard_normal((48000, 2))).astype(np.float32)
-    a = load_separator(spec, SeparationSettings()).separate(mix, 48000, "stereo").dx
+    from pipeline.layout import LAYOUTS
+    from pipeline.readers import ArrayReader, Workspace
+
+    def dx(sep, folder):
+        f = sep.separate(ArrayReader(mix), 48000, LAYOUTS["stereo"], Workspace(folder)).dx
+        return f.read(0, f.frames)
+
+    a = dx(load_separator(spec, SeparationSettings()), tmp_path / "a")
     th = write_tiny_model(tmp_path / "th", name="studio_th", seed=0)
-    b = load_separator(resolve(str(th)), SeparationSettings()).separate(mix, 48000, "stereo").dx
+    b = dx(load_separator(resolve(str(th)), SeparationSettings()), tmp_path / "b")
     assert np.allclose(a, b, atol=1e-6)

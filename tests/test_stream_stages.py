@@ -1,6 +1,6 @@
 """Block-wise (streaming) stages against their whole-array references, on espeak-ng dialogue fed through an
-in-memory reader: clean_stream == clean_dialogue, speech_regions_stream == speech_regions,
-spotting_list_from_wav == spotting_list; every read bounded by one block."""
+in-memory reader: NoiseReduce == one whole-array noisereduce call (tests/reference/cleanup.py), speech regions
+the same whatever the read block, spotting_list_from_wav == spotting_list; every read bounded by one block."""
 from __future__ import annotations
 
 import shutil
@@ -12,11 +12,11 @@ import soxr
 
 from pipeline import demo
 from pipeline.audio import write_wav
-from pipeline.cleanup import CleanupStats, clean_dialogue, clean_stream
+from pipeline.cleanup import CleanupStats, NoiseReduce
 from pipeline.errors import MediaError
-from pipeline.separate import Separation
 from pipeline.spotting import spotting_list, spotting_list_from_wav
-from pipeline.vad import FRAME_S, speech_regions, speech_regions_stream
+from pipeline.vad import FRAME_S, speech_regions
+from reference.cleanup import noisereduce_whole
 
 RATE = 48_000
 needs_demo = pytest.mark.skipif(
@@ -66,18 +66,23 @@ def noisy_dx(sources):
     return np.stack([0.5 * d + 0.3 * music[:, 0], z, 0.7 * d + hiss(), z, hiss() * late, hiss() * late], 1)
 
 
-def whole(dx: np.ndarray, **kwargs):
-    return clean_dialogue(dx, Separation(dx, np.zeros_like(dx), None, None, "test", 0.0), RATE, **kwargs)
+def whole(dx: np.ndarray, strength: float = 0.5):
+    return noisereduce_whole(dx, RATE, strength)
+
+
+def clean_stream(reader, rate, *, strength=0.5, stats=None, threads=1, block_s=None, margin_s=None):
+    return NoiseReduce(strength=strength, threads=threads, block_s=block_s, margin_s=margin_s).blocks(
+        reader, rate, stats)
 
 
 # --------------------------------------------------------------------------------------------------
-# clean_stream
+# NoiseReduce
 
 
 @needs_demo
 @pytest.mark.parametrize("seconds", [pytest.param(31.3, marks=pytest.mark.slow), 9.7])  # 3 blocks; under one
 @pytest.mark.parametrize("threads", [1, 2])    # blocks filtered one at a time, or two at once in a pool
-def test_clean_stream_equals_clean_dialogue(noisy_dx, seconds, threads):
+def test_noisereduce_blocks_equal_one_whole_call(noisy_dx, seconds, threads):
     dx = noisy_dx[: round(seconds * RATE)]
     ref = whole(dx, strength=0.7)
     stats = CleanupStats()
@@ -122,16 +127,28 @@ def test_all_zero_channels_stay_zero(noisy_dx):
     assert out[:, 2].any()
 
 
-@pytest.mark.parametrize("method, strength", [("none", 0.5), ("noisereduce", 0.0)])
-def test_none_is_bit_exact(method, strength):
+def test_strength_zero_is_bit_exact():
     dx = np.random.default_rng(3).standard_normal((100_003, 2)).astype(np.float32) * 0.1
     reader = ArrayReader(dx)
     stats = CleanupStats()
-    blocks = list(clean_stream(reader, RATE, method=method, strength=strength, block_s=0.3, stats=stats))
+    blocks = list(clean_stream(reader, RATE, strength=0.0, block_s=0.3, stats=stats))
     assert [b.shape[0] for b in blocks] == [14_400] * 6 + [100_003 - 6 * 14_400]
     np.testing.assert_array_equal(np.concatenate(blocks), dx)
-    assert max(count for _, count in reader.calls) <= 14_400
+    assert max(count for _, count in reader.calls) <= 14_400 + 2 * 30_000    # a block and its context
     assert stats.method == "none" and stats.removed_db == float("-inf")
+
+
+def test_make_cleaner_picks_the_method_and_none_for_strength_zero():
+    from pipeline.cleanup import Dfn3Cleanup, NoCleanup, make_cleaner
+    from pipeline.config import SeparationSettings
+
+    sep = SeparationSettings(dfn3_atten_lim_db=12.0)
+    assert make_cleaner("none", 0.5, sep) == NoCleanup()
+    assert make_cleaner("noisereduce", 0.0, sep) == NoCleanup()
+    assert make_cleaner("noisereduce", 0.7, sep, threads=2) == NoiseReduce(strength=0.7, threads=2)
+    assert make_cleaner("dfn3", 0.5, sep) == Dfn3Cleanup(sep)
+    with pytest.raises(ValueError, match="wiener"):
+        make_cleaner("wiener", 0.5, sep)
 
 
 def test_silent_dx_and_bad_arguments():
@@ -141,20 +158,18 @@ def test_silent_dx_and_bad_arguments():
     np.testing.assert_array_equal(out, silent)
     assert stats.method == whole(silent).method == "none"
     assert list(clean_stream(ArrayReader(np.zeros((0, 2), np.float32)), RATE)) == []
-    with pytest.raises(ValueError, match="dfn3"):
-        next(clean_stream(ArrayReader(silent), RATE, method="dfn3"))
     with pytest.raises(ValueError, match="block_s"):
         next(clean_stream(ArrayReader(silent), RATE, block_s=0.0))
 
 
 # --------------------------------------------------------------------------------------------------
-# speech_regions_stream
+# speech regions, read block by block
 
 
 @needs_demo
 @pytest.mark.parametrize("block_s", [1.7, 4.1, 10.0])  # smaller and larger than the 3 s model chunk
 @pytest.mark.parametrize("case", ["stereo 44.1k", "5.1 48k"])
-def test_speech_regions_stream_equals_speech_regions(sources, block_s, case):
+def test_speech_regions_do_not_depend_on_the_read_block(sources, block_s, case):
     dialogue, music, _ = sources
     layout, rate = case.split()[0], {"48k": 48_000, "44.1k": 44_100}[case.split()[1]]
     dx, me, _ = demo.layout_stems(dialogue[: 16 * RATE], music[: 16 * RATE], np.zeros((16 * RATE, 4)), layout)
@@ -162,8 +177,8 @@ def test_speech_regions_stream_equals_speech_regions(sources, block_s, case):
     if rate != RATE:
         mix = soxr.resample(mix, RATE, rate)
     reader = ArrayReader(mix)
-    ref = speech_regions(mix, rate, chunk_s=3.0)
-    got = speech_regions_stream(reader, rate, chunk_s=3.0, block_s=block_s)
+    ref = speech_regions(mix, rate, chunk_s=3.0, block_s=60.0)      # the whole 16 s in one read
+    got = speech_regions(reader, rate, chunk_s=3.0, block_s=block_s)
     assert len(ref) >= 3 and len(got) == len(ref)
     for a, b in zip(ref, got):
         assert abs(a.start_s - b.start_s) <= FRAME_S + 1e-9 and abs(a.end_s - b.end_s) <= FRAME_S + 1e-9
@@ -174,13 +189,13 @@ def test_speech_regions_stream_equals_speech_regions(sources, block_s, case):
     assert sum(count for _, count in reader.calls) == mix.shape[0]
 
 
-def test_speech_regions_stream_edges():
-    assert speech_regions_stream(ArrayReader(np.zeros((0, 2))), RATE) == ()
-    assert speech_regions_stream(ArrayReader(np.zeros((100, 1))), 44_100) == ()  # under one frame
+def test_speech_regions_edges():
+    assert speech_regions(ArrayReader(np.zeros((0, 2))), RATE) == ()
+    assert speech_regions(ArrayReader(np.zeros((100, 1))), 44_100) == ()  # under one frame
     with pytest.raises(ValueError, match="sample rate"):
-        speech_regions_stream(ArrayReader(np.zeros((10, 2))), 0)
+        speech_regions(ArrayReader(np.zeros((10, 2))), 0)
     with pytest.raises(ValueError, match="block_s"):
-        speech_regions_stream(ArrayReader(np.zeros((10, 2))), RATE, block_s=0)
+        speech_regions(ArrayReader(np.zeros((10, 2))), RATE, block_s=0)
 
 
 # --------------------------------------------------------------------------------------------------

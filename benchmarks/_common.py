@@ -324,7 +324,7 @@ def demucs_repo(name: str = "dme-small", folder: Path = CACHE / "demucs-repo") -
     from demucs.hf import load_safetensors_model
 
     from pipeline.models import BUNDLED_REPO, repo_entries
-    from pipeline.train import write_package
+    from pipeline.training.train import write_package
 
     source = repo_entries(BUNDLED_REPO).get(name)
     if source is None or source.suffix != ".safetensors":

@@ -177,7 +177,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pipeline.train import train
+    from pipeline.training.train import train
     if args.minutes is None and args.steps is None:
         raise SystemExit("reelsplit: train needs --minutes or --steps")
     if args.threads:
@@ -195,7 +195,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from pipeline.corpus import build_corpus, format_summary
+    from pipeline.training.corpus import build_corpus, format_summary
     summary = build_corpus(args.dir, minutes=args.minutes, seed=args.seed, progress=lambda m: print(m, flush=True))
     print(format_summary(summary))
     return EXIT_OK

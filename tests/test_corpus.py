@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import corpus, demo
 from pipeline.errors import ConfigError, MediaError
+from pipeline.training import corpus, demo
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import demo
 from pipeline.errors import FfmpegError, MediaError
 from pipeline.ffmpeg import run, run_json
+from pipeline.training import demo
 
 TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "fluidsynth")
 pytestmark = pytest.mark.skipif(

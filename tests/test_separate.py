@@ -5,10 +5,10 @@ import soundfile as sf
 
 from conftest import si_sdr
 from pipeline.config import SeparationSettings
-from pipeline.demo import make_demo_reel, render_sources
 from pipeline.errors import ModelError
 from pipeline.models import load_demucs, resolve
 from pipeline.separate import Dfn3Separator, load_separator
+from pipeline.training.demo import make_demo_reel, render_sources
 from tiny_demucs import write_tiny_model
 
 RATE = 48000

@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import soxr
 
-from pipeline import demo
 from pipeline.audio import write_wav
 from pipeline.cleanup import CleanupStats, clean_dialogue, clean_stream
 from pipeline.errors import MediaError
 from pipeline.separate import Separation
 from pipeline.spotting import spotting_list, spotting_list_from_wav
+from pipeline.training import demo
 from pipeline.vad import FRAME_S, speech_regions, speech_regions_stream
 
 RATE = 48_000

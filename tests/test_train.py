@@ -14,8 +14,8 @@ import torch
 
 from pipeline.errors import ConfigError, ModelError
 from pipeline.models import resolve
-from pipeline.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, default_eval_dir, global_sdr,
-                            load_stems, main, make_mixtures, si_sdr, train, validate)
+from pipeline.training.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, default_eval_dir,
+                                     global_sdr, load_stems, main, make_mixtures, si_sdr, train, validate)
 
 RATE = 48000
 
@@ -223,7 +223,7 @@ def test_train_subfolder_layout_and_validate(stems, tmp_path):
 def test_sampler_augmentations(stems):
     import dataclasses
 
-    from pipeline.train import MixtureSampler
+    from pipeline.training.train import MixtureSampler
 
     pool = load_stems(stems, 44100)
     silent = MixtureSampler(pool, dataclasses.replace(TINY, p_silent_dialogue=1.0, p_silent_effects=1.0),
@@ -318,7 +318,7 @@ def _fake_run(seed: int = 0, step: int = 0):
 def test_loader_workers_draw_distinct_seeded_batches(stems):
     """Two worker processes: each draws its own stream (no duplicated batches), and the same seed and first step
     give the same batches again; another first step (a resumed run) gives other ones."""
-    from pipeline.train import _batches, load_stems
+    from pipeline.training.train import _batches, load_stems
 
     pool = load_stems(stems, 44100)
 

@@ -19,9 +19,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from . import ffmpeg
-from .errors import FfmpegError, MediaError, OutputError, PipelineError
-from .layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
+from .. import ffmpeg
+from ..errors import FfmpegError, MediaError, OutputError, PipelineError
+from ..layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 VIDEO_SIZE, FPS = "320x180", 24

@@ -24,9 +24,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from . import demo, ffmpeg
+from .. import ffmpeg
+from ..errors import ConfigError, MediaError, OutputError, PipelineError
+from . import demo
 from .demo import _db
-from .errors import ConfigError, MediaError, OutputError, PipelineError
 
 SR = 48000
 SOURCES = ("dialogue", "music", "effects")

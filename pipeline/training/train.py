@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, MediaError, ModelError, PipelineError
-from .outputs import atomic_output, write_text_atomic
+from ..errors import ConfigError, MediaError, ModelError, PipelineError
+from ..outputs import atomic_output, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def load_stems(stems_dir: Path, samplerate: int = 44100) -> StemPool:
     Mono files are duplicated to stereo; files with more than two channels are refused (MediaError).
     """
     import soundfile as sf
-    from .separate import resample
+    from ..separate import resample
 
     root = find_stems_root(stems_dir)
     pool = StemPool(root, samplerate)
@@ -435,7 +435,7 @@ def _init_model(init: str, config: TrainConfig):
     dialogue/music/effects (any order), stereo. Returns (klass, args, kwargs, model)."""
     from demucs.apply import BagOfModels
     from demucs.htdemucs import HTDemucs
-    from .models import load_demucs, resolve
+    from ..models import load_demucs, resolve
 
     spec = resolve(init)
     if spec.kind != "demucs":
@@ -851,7 +851,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from .malloc import tune_malloc
+    from ..malloc import tune_malloc
     tune_malloc()
     if args.threads:
         import torch

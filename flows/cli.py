@@ -24,7 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"reelsplit {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging (ffmpeg commands, tracebacks)")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_serve, _add_probe, _add_profiles, _add_verify, _add_models, _add_train, _add_corpus):
+        add(sub)
+    return p
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="process reels (files or drop folders) into stems and deliverables")
     run.add_argument("inputs", nargs="+", type=Path, help="media files and/or folders of them")
     run.add_argument("--out", "-o", type=Path, required=True, help="output folder")
@@ -47,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
 
+
+def _add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="process a drop folder on a schedule (a Prefect deployment served here)")
     serve.add_argument("--watch", type=Path, required=True, metavar="DROP_DIR", help="the drop folder")
     serve.add_argument("--out", "-o", type=Path, required=True, help="output folder")
@@ -65,15 +72,23 @@ def _parser() -> argparse.ArgumentParser:
                      ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems"))):
         serve.add_argument(flag, **kw)
 
+
+def _add_probe(sub) -> None:
     probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
     probe.add_argument("file", type=Path)
     probe.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _add_profiles(sub) -> None:
     sub.add_parser("profiles", help="list the delivery profiles")
 
+
+def _add_verify(sub) -> None:
     verify = sub.add_parser("verify", help="check every title's manifest against the files on disk")
     verify.add_argument("out", type=Path)
 
+
+def _add_models(sub) -> None:
     models = sub.add_parser("models", help="separation models usable on this machine")
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="models usable locally (bundled dfn3 and the user's model repo)")
@@ -83,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     minfo = msub.add_parser("info", help="details of one model spec")
     minfo.add_argument("spec")
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train or fine-tune a demucs dialogue/music/effects model on your stems")
     train.add_argument("--stems", type=Path, required=True,
                        help="folder with dialogue/, music/, effects/ WAVs (or a corpus with train/)")
@@ -98,13 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--loader-workers", type=int, default=0,
                        help="processes drawing training mixtures beside the network (default 0; use them on a GPU)")
 
+
+def _add_corpus(sub) -> None:
     corpus = sub.add_parser("corpus", help="training corpora")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
     build = csub.add_parser("build", help="build a corpus (train/ and held-out eval/) from installable material")
     build.add_argument("dir", type=Path)
     build.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train/")
     build.add_argument("--seed", type=int, default=0)
-    return p
 
 
 def cmd_probe(args) -> int:

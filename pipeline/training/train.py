@@ -141,6 +141,27 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class TrainOptions:
+    """How one `train` call runs; what is trained (network, batches, augmentation) is `config`.
+
+    `minutes` (wall time of this call) and `steps` (total steps, resumed ones included) override the config's.
+    `init` is a model spec to fine-tune (`pipeline.models.resolve`); `device` is auto, cpu, cuda or cuda:N;
+    `eval_dir` a stems folder for the validation; `loader_workers` > 0 draws the training mixtures in that many
+    worker processes (for a GPU, which the single-threaded mixing starves otherwise).
+    """
+
+    name: str = "dme-small"          # writes <name>-<sha8>.th and <name>.safetensors
+    config: TrainConfig = field(default_factory=TrainConfig)
+    init: str | None = None
+    minutes: float | None = None
+    steps: int | None = None
+    device: str = "auto"
+    progress: bool = True            # a tqdm bar on stderr, when it is a terminal
+    eval_dir: Path | None = None
+    loader_workers: int = 0
+
+
+@dataclass(frozen=True)
 class Mixtures:
     """A fixed batch of examples: `mix` (N, channels, samples) and `sources` (N, S, channels, samples),
     float32 torch tensors at the model rate, sources in the model's order; mix = sources.sum(1)."""
@@ -749,65 +770,79 @@ def _fit(run: _Run, batches, deadline: float | None, progress: bool, label: str)
         bar.close()
 
 
-def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: TrainConfig = TrainConfig(),
-          init: str | None = None, minutes: float | None = None, steps: int | None = None,
-          device: str = "auto", progress: bool = True, eval_dir: Path | None = None,
-          loader_workers: int = 0) -> TrainResult:
-    """Train (or fine-tune `init`) an HTDemucs separating dialogue / music / effects; resume if `out_dir`
-    holds a checkpoint.
-
-    `stems_dir` holds dialogue/ music/ effects/ folders of .wav files (or a train/ folder that does).
-    `minutes` (wall time of this call) and `steps` (total steps, resumed ones included) override the
-    config's; training stops at whichever comes first. Writes into `out_dir`: `checkpoint.pt` (every
-    `checkpoint_every` steps and at the end), `<name>-<sha8>.th`, `<name>.safetensors`, `training_log.csv`
-    (step, seconds, loss, lr) and `validation.json`. Validation uses `config.valid_examples` seeded mixtures
-    from `eval_dir` (same layout), else from a corpus's `eval/` split, else from the training stems. A resumed
-    run keeps the checkpoint's network and ignores `init`. `loader_workers` > 0 draws the training mixtures in
-    that many worker processes (for a GPU, which the single-threaded mixing starves otherwise).
-    """
-    started = time.monotonic()
-    _check_name(name)
-    config = dataclasses.replace(config, **{k: v for k, v in (("minutes", minutes), ("steps", steps))
-                                            if v is not None})
+def _prepare(options: TrainOptions, out_dir: Path) -> tuple[TrainConfig, str]:
+    """Check `options` and create `out_dir`: (the config with the options' minutes/steps applied, the device)."""
+    _check_name(options.name)
+    config = dataclasses.replace(options.config, **{k: v for k, v in (("minutes", options.minutes),
+                                                                      ("steps", options.steps)) if v is not None})
     if config.minutes is None and config.steps is None:
         raise ConfigError("give a time budget (--minutes) or a step count (--steps)")
-    if loader_workers < 0:
-        raise ConfigError(f"--loader-workers must be 0 or more, got {loader_workers}")
-    dev = resolve_device(device)
-    out_dir = Path(out_dir)
+    if options.loader_workers < 0:
+        raise ConfigError(f"--loader-workers must be 0 or more, got {options.loader_workers}")
+    device = resolve_device(options.device)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}", out_dir) from exc
+    return config, device
 
-    run = _Run(out_dir, config, init, dev)
+
+def _validation_set(run: _Run, pool: StemPool, eval_dir: Path | None) -> Mixtures | None:
+    """`config.valid_examples` seeded mixtures from the stems in `eval_dir`, else from `pool`; None if 0."""
+    config = run.config
+    if not config.valid_examples:
+        return None
+    valid_pool = load_stems(eval_dir, run.samplerate) if eval_dir is not None else pool
+    return make_mixtures(valid_pool, config, config.valid_examples, config.seed + 104729, run.order)
+
+
+def _record_validation(run: _Run, valid_set: Mixtures | None, where: str | None) -> dict:
+    """Score the trained model on `valid_set` (see `validate`), log the scores and write `validation.json`."""
+    config = run.config
+    validation = validate(run.model, valid_set, batch_size=config.batch_size, device=run.device) if valid_set else {}
+    for source, v in validation.items():
+        log.info("validation %s: SI-SDR %.2f dB (mixture %.2f dB), SDR %.2f dB (mixture %.2f dB)", source,
+                 v["si_sdr"], v["si_sdr_mix"], v["sdr"], v["sdr_mix"])
+    write_text_atomic(run.out_dir / VALIDATION_NAME, json.dumps(
+        {"step": run.step, "examples": config.valid_examples, "eval_dir": where, "metrics": validation},
+        indent=2) + "\n")
+    return validation
+
+
+def train(stems_dir: Path, out_dir: Path, options: TrainOptions | None = None, **fields) -> TrainResult:
+    """Train (or fine-tune `options.init`) an HTDemucs separating dialogue / music / effects; resume if
+    `out_dir` holds a checkpoint. `fields` override the options' fields by name:
+    `train(stems, out, steps=40, device="cpu")` is `train(stems, out, TrainOptions(steps=40, device="cpu"))`.
+
+    `stems_dir` holds dialogue/ music/ effects/ folders of .wav files (or a train/ folder that does).
+    Training stops at the options' `minutes` or `steps`, whichever comes first. Writes into `out_dir`:
+    `checkpoint.pt` (every `checkpoint_every` steps and at the end), `<name>-<sha8>.th`, `<name>.safetensors`,
+    `training_log.csv` (step, seconds, loss, lr) and `validation.json`. Validation uses `config.valid_examples`
+    seeded mixtures from `eval_dir` (same layout), else from a corpus's `eval/` split, else from the training
+    stems. A resumed run keeps the checkpoint's network and ignores `init`.
+    """
+    started = time.monotonic()
+    options = dataclasses.replace(options or TrainOptions(), **fields)
+    out_dir = Path(out_dir)
+    config, dev = _prepare(options, out_dir)
+    run = _Run(out_dir, config, options.init, dev)
     config = run.config
     pool = load_stems(stems_dir, run.samplerate)
-    if eval_dir is None:
-        eval_dir = default_eval_dir(Path(stems_dir))
-    valid_set = None
-    if config.valid_examples:
-        valid_pool = load_stems(eval_dir, run.samplerate) if eval_dir is not None else pool
-        valid_set = make_mixtures(valid_pool, config, config.valid_examples, config.seed + 104729, run.order)
+    eval_dir = options.eval_dir if options.eval_dir is not None else default_eval_dir(Path(stems_dir))
+    valid_set = _validation_set(run, pool, eval_dir)
     log.info("training %s (%d parameters, sources %s) on %s at batch %d × %.2f s", run.klass.__name__,
              run.parameters, "/".join(run.order), dev, config.batch_size, config.segment_s)
 
     deadline = None if config.minutes is None else started + 60.0 * config.minutes
-    _fit(run, _batches(run, pool, loader_workers), deadline, progress, f"train {name}")
+    _fit(run, _batches(run, pool, options.loader_workers), deadline, options.progress, f"train {options.name}")
     run.save()
 
-    validation = validate(run.model, valid_set, batch_size=config.batch_size, device=dev) if valid_set else {}
-    for source, v in validation.items():
-        log.info("validation %s: SI-SDR %.2f dB (mixture %.2f dB), SDR %.2f dB (mixture %.2f dB)", source,
-                 v["si_sdr"], v["si_sdr_mix"], v["sdr"], v["sdr_mix"])
     where = str(eval_dir) if eval_dir is not None else None
-    write_text_atomic(out_dir / VALIDATION_NAME, json.dumps(
-        {"step": run.step, "examples": config.valid_examples, "eval_dir": where, "metrics": validation},
-        indent=2) + "\n")
-    training_args = {**dataclasses.asdict(config), "name": name, "stems_dir": str(pool.root), "eval_dir": where,
-                     "init": run.init, "step": run.step, "seconds": run.seconds, "device": dev,
+    validation = _record_validation(run, valid_set, where)
+    training_args = {**dataclasses.asdict(config), "name": options.name, "stems_dir": str(pool.root),
+                     "eval_dir": where, "init": run.init, "step": run.step, "seconds": run.seconds, "device": dev,
                      "parameters": run.parameters, "validation": validation}
-    model_path, st_path = run.export(name, training_args)
+    model_path, st_path = run.export(options.name, training_args)
     first, last = _window_means(run.losses)
     return TrainResult(model_path=model_path, safetensors_path=st_path, steps=run.step, seconds=run.seconds,
                        first_loss=first, last_loss=last, resumed_from=run.resumed_from, validation=validation,

@@ -1,9 +1,8 @@
 """Build a seeded Demucs training corpus of separate dialogue / music / effects clips (48 kHz stereo 24-bit
 WAVs, 4-20 s) from Debian-installable material only, plus an eval split whose voices, works and sounds never
-occur in train. `python -m pipeline.corpus DIR [--minutes 10] [--seed 0]`."""
+occur in train. `reelsplit corpus build DIR [--minutes 10] [--seed 0]`."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -25,7 +24,7 @@ import soundfile as sf
 import soxr
 
 from .. import ffmpeg
-from ..errors import ConfigError, MediaError, OutputError, PipelineError
+from ..errors import ConfigError, MediaError, OutputError
 from . import demo
 from .demo import _db
 
@@ -589,28 +588,3 @@ def format_summary(summary: CorpusSummary) -> str:
              for split in SPLITS for src, n in summary.counts[split].items()]
     rows.append(f"{summary.skipped} clips were already built; manifest: {summary.root / 'manifest.json'}")
     return "\n".join(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m pipeline.corpus DIR [--minutes 10] [--eval-fraction 0.2] [--seed 0] [--sources ...]`."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.corpus", description="Build a DX / M&E training corpus.")
-    ap.add_argument("dir", type=Path)
-    ap.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train")
-    ap.add_argument("--eval-fraction", type=float, default=0.2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
-    ap.add_argument("-q", "--quiet", action="store_true", help="no per-clip progress on stderr")
-    args = ap.parse_args(argv)
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    try:
-        summary = build_corpus(args.dir, minutes=args.minutes, eval_fraction=args.eval_fraction, seed=args.seed,
-                               sources=args.sources, progress=say)
-    except PipelineError as exc:
-        print(f"corpus: {exc}", file=sys.stderr)
-        return 1
-    print(format_summary(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,12 +3,10 @@ synthetic effects, all from Debian packages, for `make demo` and as test media w
 """
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +18,7 @@ import soundfile as sf
 import soxr
 
 from .. import ffmpeg
-from ..errors import FfmpegError, MediaError, OutputError, PipelineError
+from ..errors import FfmpegError, MediaError, OutputError
 from ..layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -333,26 +331,3 @@ def make_demo_reel(path: Path, *, seconds: float = 30.0, layout: str = "stereo",
         for name, stem in zip(("dialogue", "music", "effects"), stems):
             sf.write(stems_dir / f"{name}.wav", stem, sample_rate, subtype="FLOAT")
     return DemoReel(path, float(seconds), sample_rate, layout, tuple(regions), stems_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m pipeline.demo OUT.mov [--seconds S] [--layout 5.1] [--seed N] [--stems]`."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.demo", description="Make a seeded demo reel.")
-    ap.add_argument("out", type=Path, help="output file: .mov .mkv .mp4 .wav or .mxf")
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--layout", choices=list(LAYOUTS), default="stereo")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stems", action="store_true", help="also write the ground-truth stems")
-    args = ap.parse_args(argv)
-    try:
-        reel = make_demo_reel(args.out, seconds=args.seconds, layout=args.layout, seed=args.seed,
-                              write_stems=args.stems)
-    except PipelineError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
-    print(reel.path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

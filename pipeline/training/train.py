@@ -5,7 +5,6 @@ resumes from `OUT_DIR/checkpoint.pt`. Arrays are float32 (sources, channels, sam
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -25,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, ModelError, PipelineError
+from ..errors import ConfigError, MediaError, ModelError
 from ..outputs import atomic_output, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ def find_stems_root(stems_dir: Path) -> Path:
 
 
 def default_eval_dir(stems_dir: Path) -> Path | None:
-    """`DIR/eval` when `DIR` is a corpus (`DIR/train/` and `DIR/eval/`, as pipeline.corpus builds), else None."""
+    """`DIR/eval` when `DIR` is a corpus (`DIR/train/` and `DIR/eval/`, as pipeline.training.corpus builds), else None."""
     if find_stems_root(stems_dir) == stems_dir / "train" and all((stems_dir / "eval" / s).is_dir() for s in SOURCES):
         return stems_dir / "eval"
     return None
@@ -847,72 +846,3 @@ def train(stems_dir: Path, out_dir: Path, options: TrainOptions | None = None, *
     return TrainResult(model_path=model_path, safetensors_path=st_path, steps=run.step, seconds=run.seconds,
                        first_loss=first, last_loss=last, resumed_from=run.resumed_from, validation=validation,
                        log_path=out_dir / LOG_NAME)
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="python -m pipeline.train",
-                                 description="Train or fine-tune a dialogue/music/effects HTDemucs on a stems "
-                                             "corpus; run again with the same --out to resume.")
-    ap.add_argument("--stems", type=Path, required=True, help="folder with dialogue/ music/ effects/ (or train/)")
-    ap.add_argument("--out", type=Path, required=True, help="output folder (model, checkpoint, log)")
-    ap.add_argument("--name", default="dme-small", help="model name: writes NAME-<sha8>.th and NAME.safetensors")
-    ap.add_argument("--init", help="model spec to fine-tune (a .th/.safetensors file, repo folder or name)")
-    ap.add_argument("--eval", type=Path, dest="eval_dir", help="stems folder for validation (default: train stems)")
-    ap.add_argument("--minutes", type=float, help=f"wall-time budget of this call (default {d.minutes})")
-    ap.add_argument("--steps", type=int, help="total steps of the run, resumed ones included")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    ap.add_argument("--segment", type=float, default=d.segment_s, help="training crop, seconds")
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--channels", type=int, default=d.channels)
-    ap.add_argument("--depth", type=int, default=d.depth)
-    ap.add_argument("--t-layers", type=int, default=d.t_layers)
-    ap.add_argument("--nfft", type=int, default=d.nfft)
-    ap.add_argument("--loss", choices=("l1", "l1+sisdr"), default=d.loss)
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
-    ap.add_argument("--threads", type=int, help="CPU threads for torch (1 is faster when the cores are shared)")
-    ap.add_argument("--loader-workers", type=int, default=0,
-                    help="processes drawing training mixtures beside the network (default 0: in the main one)")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `python -m pipeline.train --stems DIR --out OUT [--init SPEC] [--minutes N] [--steps N] ...`."""
-    args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ..malloc import tune_malloc
-    tune_malloc()
-    if args.threads:
-        import torch
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        config = TrainConfig(segment_s=args.segment, batch_size=args.batch_size, lr=args.lr,
-                             channels=args.channels, depth=args.depth, t_layers=args.t_layers, nfft=args.nfft,
-                             loss=args.loss, seed=args.seed, checkpoint_every=args.checkpoint_every)
-        result = train(args.stems, args.out, name=args.name, config=config, init=args.init,
-                       minutes=args.minutes, steps=args.steps, device=args.device,
-                       progress=not args.no_progress, eval_dir=args.eval_dir, loader_workers=args.loader_workers)
-    except PipelineError as exc:
-        where = f"{exc.path}: " if exc.path else ""
-        print(f"train: error: {where}{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("train: interrupted (checkpoint saved; run again to resume)", file=sys.stderr)
-        return 130
-    print(f"model: {result.model_path}")
-    print(f"safetensors: {result.safetensors_path}")
-    print(f"steps: {result.steps} ({result.seconds:.0f} s), loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
-    for source, v in result.validation.items():
-        print(f"  {source:<9} SI-SDR {v['si_sdr']:6.2f} dB (mix {v['si_sdr_mix']:6.2f})  "
-              f"SDR {v['sdr']:6.2f} dB (mix {v['sdr_mix']:6.2f})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

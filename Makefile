@@ -30,8 +30,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m pipeline.demo $(DEMO)/drop/reel1_stereo.mov --seconds 30 --layout stereo --seed 1
-	$(PY) -m pipeline.demo $(DEMO)/drop/reel2_51.mkv --seconds 20 --layout 5.1 --seed 2
+	$(VENV)/bin/reelsplit demo-reel $(DEMO)/drop/reel1_stereo.mov --seconds 30 --layout stereo --seed 1
+	$(VENV)/bin/reelsplit demo-reel $(DEMO)/drop/reel2_51.mkv --seconds 20 --layout 5.1 --seed 2
 	$(VENV)/bin/reelsplit run $(DEMO)/drop --out $(DEMO)/out --profile ebu-r128
 
 test: setup

@@ -110,7 +110,7 @@ def make_reel(seconds: float, seed: int = 0, *, folder: Path = CACHE / "inputs",
               base_seconds: float = BASE_SECONDS) -> Path:
     """A seeded stereo 48 kHz demo reel (.mov: H.264 picture + 24-bit PCM) of `seconds`, made once and cached.
 
-    Up to `base_seconds` it is `python -m pipeline.demo` itself. Longer reels loop a `base_seconds` reel with
+    Up to `base_seconds` it is `reelsplit demo-reel` itself. Longer reels loop a `base_seconds` reel with
     ffmpeg's `-stream_loop` (stream copy, seconds to make): the demo renders every source in memory (effects as
     float64 (samples, 4) arrays; measured 296, 489 and 874 MiB peak for 0.5, 1 and 2 minutes, i.e. ~6.4 MiB per
     second, ~11 GiB for 30 minutes), which a 30-minute run would spend before reelsplit even starts.
@@ -122,7 +122,7 @@ def make_reel(seconds: float, seed: int = 0, *, folder: Path = CACHE / "inputs",
     folder.mkdir(parents=True, exist_ok=True)
     if seconds <= base_seconds:
         note(f"making {path} ({seconds:g} s) ...")
-        _run_quiet([sys.executable, "-m", "pipeline.demo", str(path), "--seconds", f"{seconds:g}",
+        _run_quiet([sys.executable, "-m", "flows.cli", "demo-reel", str(path), "--seconds", f"{seconds:g}",
                     "--layout", layout, "--seed", str(seed)], f"making {path}", timeout=600 + 4 * seconds)
         return path
     base = make_reel(base_seconds, seed, folder=folder, layout=layout)
@@ -318,13 +318,13 @@ def reelsplit_run(inputs: Iterable[Path], out: Path, *, model: str, workers: int
 
 def demucs_repo(name: str = "dme-small", folder: Path = CACHE / "demucs-repo") -> Path:
     """A demucs repo folder holding the bundled safetensors model `name` as demucs's own `.th` package
-    (`<name>-<sha256[:8]>.th`, via pipeline.train.write_package), for `python -m demucs --repo DIR -n NAME`."""
+    (`<name>-<sha256[:8]>.th`, via pipeline.training.train.write_package), for `python -m demucs --repo DIR -n NAME`."""
     if any(p.stem.rsplit("-", 1)[0] == name for p in folder.glob(f"{name}-*.th")):
         return folder
     from demucs.hf import load_safetensors_model
 
     from pipeline.models import BUNDLED_REPO, repo_entries
-    from pipeline.train import write_package
+    from pipeline.training.train import write_package
 
     source = repo_entries(BUNDLED_REPO).get(name)
     if source is None or source.suffix != ".safetensors":

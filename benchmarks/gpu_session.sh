@@ -39,7 +39,7 @@ PY
 echo "== train"
 if [ -n "$RESUME" ]; then mkdir -p "$WORK/$NAME" && cp "$RESUME"/checkpoint.pt "$RESUME"/training_log.csv "$WORK/$NAME/"; fi
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 timeout $(python3 -c "print(int(float('$MINUTES') * 60 + 150))") \
-  python3 -m pipeline.train --stems "$WORK/corpus" --out "$WORK/$NAME" --name "$NAME" --device "$DEVICE" \
+  python3 -m flows.cli train --stems "$WORK/corpus" --out "$WORK/$NAME" --name "$NAME" --device "$DEVICE" \
     --minutes "$MINUTES" --batch-size ${BATCH:-32} $ARCH \
     --lr ${LR:-1e-3} --checkpoint-every 250 --loader-workers ${LOADER_WORKERS:-12} --no-progress >"$OUT/train.txt" 2>&1
 echo "train exit $?"; tail -8 "$OUT/train.txt"

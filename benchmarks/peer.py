@@ -92,7 +92,7 @@ def untrained_package(arch: str, folder: Path) -> tuple[str, Path]:
     import torch
     from demucs.htdemucs import HTDemucs
 
-    from pipeline.train import write_package
+    from pipeline.training.train import write_package
 
     if arch != "htdemucs":
         raise BenchmarkError(f"--untrained: only htdemucs is known, not {arch}")

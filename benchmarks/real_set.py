@@ -1,7 +1,7 @@
 """A held-out evaluation set of *real recordings* for benchmarks/separation.py (`--corpus` this folder).
 
-The training corpus (pipeline.corpus) speaks with espeak-ng and Asterisk's US-English voice (Allison) over music
-rendered from MIDI; a model that only beats the mixture on voices like those has not shown it works on people.
+The training corpus (pipeline.training.corpus) speaks with espeak-ng and Asterisk's US-English voice (Allison) over
+music rendered from MIDI; a model that only beats the mixture on voices like those has not shown it works on people.
 These sets use recordings of other people and of produced music that no reelsplit model was trained on, all
 from Debian packages (so a fresh machine can rebuild them; nothing is downloaded by this script). Two kinds:
 

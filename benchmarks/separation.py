@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--csv", type=Path, default=None, help="write per-mixture scores here")
     args = p.parse_args(argv)
     if not (args.corpus / "eval").is_dir():
-        from pipeline.corpus import build_corpus
+        from pipeline.training.corpus import build_corpus
         print(f"building the corpus in {args.corpus} ...", file=sys.stderr, flush=True)
         build_corpus(args.corpus, minutes=3.0, seed=0)
     mixtures = make_mixtures(args.corpus, args.mixtures, args.seconds, args.seed)

@@ -1,4 +1,5 @@
-"""The `reelsplit` command line: run, probe, profiles. The only place that turns errors into exit codes."""
+"""The `reelsplit` command line: run, serve, probe, profiles, verify, models, and the training tools (demo-reel,
+corpus build, train), imported only by their own commands. The only place that turns errors into exit codes."""
 from __future__ import annotations
 
 import argparse
@@ -11,11 +12,26 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.errors import OutputError, PipelineError
+from pipeline.layout import LAYOUTS
 from pipeline.malloc import tune_malloc
 
 from .logs import add_file_log, setup_console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# `reelsplit train` options that set a TrainConfig field: (flag, field, argparse keywords). One not given keeps
+# TrainConfig's default (named in its help).
+TRAIN_CONFIG_OPTIONS = (
+    ("--segment", "segment_s", dict(type=float, metavar="SECONDS", help="training crop (default 2)")),
+    ("--batch-size", "batch_size", dict(type=int, help="mixtures per step (default 4)")),
+    ("--lr", "lr", dict(type=float, help="Adam learning rate after the warm-up (default 1e-3)")),
+    ("--channels", "channels", dict(type=int, help="network width; from scratch only (default 16)")),
+    ("--depth", "depth", dict(type=int, help="network depth; from scratch only (default 4)")),
+    ("--t-layers", "t_layers", dict(type=int, help="transformer layers; from scratch only (default 1)")),
+    ("--nfft", "nfft", dict(type=int, help="STFT size; from scratch only (default 4096)")),
+    ("--loss", "loss", dict(choices=("l1", "l1+sisdr"), help="training loss (default l1)")),
+    ("--seed", "seed", dict(type=int, help="seed of the network and the training mixtures (default 0)")),
+    ("--checkpoint-every", "checkpoint_every", dict(type=int, help="steps between checkpoints (default 100)")),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"reelsplit {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging (ffmpeg commands, tracebacks)")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_serve, _add_probe, _add_profiles, _add_verify, _add_models, _add_train, _add_corpus,
+                _add_demo_reel):
+        add(sub)
+    return p
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="process reels (files or drop folders) into stems and deliverables")
     run.add_argument("inputs", nargs="+", type=Path, help="media files and/or folders of them")
     run.add_argument("--out", "-o", type=Path, required=True, help="output folder")
@@ -47,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
 
+
+def _add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="process a drop folder on a schedule (a Prefect deployment served here)")
     serve.add_argument("--watch", type=Path, required=True, metavar="DROP_DIR", help="the drop folder")
     serve.add_argument("--out", "-o", type=Path, required=True, help="output folder")
@@ -65,15 +89,23 @@ def _parser() -> argparse.ArgumentParser:
                      ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems"))):
         serve.add_argument(flag, **kw)
 
+
+def _add_probe(sub) -> None:
     probe = sub.add_parser("probe", help="show what reelsplit sees in a file")
     probe.add_argument("file", type=Path)
     probe.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _add_profiles(sub) -> None:
     sub.add_parser("profiles", help="list the delivery profiles")
 
+
+def _add_verify(sub) -> None:
     verify = sub.add_parser("verify", help="check every title's manifest against the files on disk")
     verify.add_argument("out", type=Path)
 
+
+def _add_models(sub) -> None:
     models = sub.add_parser("models", help="separation models usable on this machine")
     msub = models.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="models usable locally (bundled dfn3 and the user's model repo)")
@@ -83,28 +115,54 @@ def _parser() -> argparse.ArgumentParser:
     minfo = msub.add_parser("info", help="details of one model spec")
     minfo.add_argument("spec")
 
-    train = sub.add_parser("train", help="train or fine-tune a demucs dialogue/music/effects model on your stems")
+
+def _add_train(sub) -> None:
+    train = sub.add_parser("train", help="train or fine-tune a demucs dialogue/music/effects model on your stems; "
+                           "run again with the same --out to resume")
     train.add_argument("--stems", type=Path, required=True,
                        help="folder with dialogue/, music/, effects/ WAVs (or a corpus with train/)")
     train.add_argument("--out", type=Path, required=True, help="output folder (a demucs repo; resumes from it)")
-    train.add_argument("--name", default="dme-small", help="model name (default dme-small)")
+    train.add_argument("--name", default="dme-small",
+                       help="model name: writes NAME-<sha8>.th and NAME.safetensors (default dme-small)")
     train.add_argument("--init", default=None, help="fine-tune from this model spec instead of training from scratch")
-    train.add_argument("--minutes", type=float, default=None, help="wall-time budget")
-    train.add_argument("--steps", type=int, default=None, help="step budget")
-    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    train.add_argument("--eval", type=Path, default=None, help="held-out stems folder for the final validation")
+    train.add_argument("--eval", type=Path, default=None,
+                       help="held-out stems folder for the final validation (default: a corpus's eval/, else the "
+                       "training stems)")
+    train.add_argument("--minutes", type=float, default=None, help="wall-time budget of this call (default 30)")
+    train.add_argument("--steps", type=int, default=None, help="total steps of the run, resumed ones included")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    for flag, field, kw in TRAIN_CONFIG_OPTIONS:
+        train.add_argument(flag, dest=field, default=None, **kw)
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (1 is faster when another job shares the cores)")
     train.add_argument("--loader-workers", type=int, default=0,
                        help="processes drawing training mixtures beside the network (default 0; use them on a GPU)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_corpus(sub) -> None:
     corpus = sub.add_parser("corpus", help="training corpora")
     csub = corpus.add_subparsers(dest="corpus_command", required=True)
-    build = csub.add_parser("build", help="build a corpus (train/ and held-out eval/) from installable material")
+    build = csub.add_parser("build", help="build a corpus (train/ and held-out eval/) from installable material; "
+                            "run again to resume or extend it")
     build.add_argument("dir", type=Path)
-    build.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train/")
+    build.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train/ (default 10)")
+    build.add_argument("--eval-fraction", type=float, default=0.2,
+                       help="eval/ gets this fraction of those minutes, at least 3 clips per source (default 0.2)")
     build.add_argument("--seed", type=int, default=0)
-    return p
+    build.add_argument("--sources", nargs="+", choices=("dialogue", "music", "effects"), default=None,
+                       help="build only these (default: all three)")
+    build.add_argument("-q", "--quiet", action="store_true", help="no per-clip progress on stderr")
+
+
+def _add_demo_reel(sub) -> None:
+    demo = sub.add_parser("demo-reel", help="make a seeded demo reel: test picture, speech, music and effects")
+    demo.add_argument("out", type=Path, help="output file: .mov .mkv .mp4 .wav or .mxf")
+    demo.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
+    demo.add_argument("--layout", choices=list(LAYOUTS), default="stereo")
+    demo.add_argument("--seed", type=int, default=0, help="the same seed makes the same file, byte for byte")
+    demo.add_argument("--stems", action="store_true",
+                      help="also write the ground-truth stems (dialogue, music, effects WAVs) to OUT's name + .stems/")
 
 
 def cmd_probe(args) -> int:
@@ -177,15 +235,16 @@ def cmd_verify(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pipeline.train import train
-    if args.minutes is None and args.steps is None:
-        raise SystemExit("reelsplit: train needs --minutes or --steps")
+    from pipeline.training.train import TrainConfig, TrainOptions, train
     if args.threads:
         import torch
         torch.set_num_threads(max(1, args.threads))
-    result = train(args.stems, args.out, name=args.name, init=args.init, minutes=args.minutes, steps=args.steps,
-                   device=args.device, progress=sys.stderr.isatty(), eval_dir=args.eval,
-                   loader_workers=args.loader_workers)
+    config = TrainConfig(**{field: getattr(args, field) for _, field, _ in TRAIN_CONFIG_OPTIONS
+                            if getattr(args, field) is not None})
+    options = TrainOptions(name=args.name, config=config, init=args.init, minutes=args.minutes, steps=args.steps,
+                           device=args.device, progress=not args.no_progress, eval_dir=args.eval,
+                           loader_workers=args.loader_workers)
+    result = train(args.stems, args.out, options)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (resumed from step {result.resumed_from}); "
           f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
     for source, scores in result.validation.items():
@@ -195,9 +254,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from pipeline.corpus import build_corpus, format_summary
-    summary = build_corpus(args.dir, minutes=args.minutes, seed=args.seed, progress=lambda m: print(m, flush=True))
+    from pipeline.training.corpus import SOURCES, build_corpus, format_summary
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = build_corpus(args.dir, minutes=args.minutes, eval_fraction=args.eval_fraction, seed=args.seed,
+                           sources=args.sources or SOURCES, progress=say)
     print(format_summary(summary))
+    return EXIT_OK
+
+
+def cmd_demo_reel(args) -> int:
+    from pipeline.training.demo import make_demo_reel
+    reel = make_demo_reel(args.out, seconds=args.seconds, layout=args.layout, seed=args.seed, write_stems=args.stems)
+    print(reel.path)
     return EXIT_OK
 
 
@@ -322,13 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()     # before torch and any thread: large blocks reused, not page-faulted in per segment
     try:
         return {"run": cmd_run, "probe": cmd_probe, "profiles": cmd_profiles, "models": cmd_models,
-                "train": cmd_train, "corpus": cmd_corpus, "verify": cmd_verify, "serve": cmd_serve}[args.command](args)
+                "train": cmd_train, "corpus": cmd_corpus, "demo-reel": cmd_demo_reel, "verify": cmd_verify,
+                "serve": cmd_serve}[args.command](args)
     except PipelineError as exc:
         where = f"{exc.path}: " if exc.path else ""
         print(f"reelsplit: error: {where}{exc}", file=sys.stderr)
         return EXIT_USAGE if args.command != "probe" else EXIT_FAILED
     except KeyboardInterrupt:
-        print("reelsplit: interrupted", file=sys.stderr)
+        resume = " (checkpoint saved; run again to resume)" if args.command == "train" else ""
+        print(f"reelsplit: interrupted{resume}", file=sys.stderr)
         return 130
 
 

@@ -1,5 +1,5 @@
-"""Tests of pipeline.corpus: layout, clip format and levels, disjoint train/eval material, resumable and
-deterministic builds, missing Debian packages, the `python -m pipeline.corpus` entry."""
+"""Tests of pipeline.training.corpus: layout, clip format and levels, disjoint train/eval material, resumable and
+deterministic builds, missing Debian packages, the `reelsplit corpus build` entry."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import corpus, demo
 from pipeline.errors import ConfigError, MediaError
+from pipeline.training import corpus, demo
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -165,13 +165,13 @@ def test_bad_settings_raise_config_error(tmp_path, kwargs):
 
 
 def test_cli_prints_the_table_and_fails_cleanly(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.corpus", *map(str, a)], cwd=ROOT,  # noqa: E731
-                                    capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "flows.cli", "corpus", "build", *map(str, a)],  # noqa: E731
+                                    cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     ok = run(tmp_path / "c", "--minutes", "0.05", "--seed", "1", "--sources", "effects")
     assert ok.returncode == 0, ok.stderr
     assert "eval   effects" in ok.stdout and "manifest.json" in ok.stdout and "[1/" in ok.stderr
     bad = run(tmp_path / "d", "--minutes", "0")
-    assert bad.returncode == 1 and bad.stderr.startswith("corpus: ") and len(bad.stderr.splitlines()) == 1
+    assert bad.returncode == 2 and bad.stderr.startswith("reelsplit: error: ") and len(bad.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("rel, key", [

@@ -95,9 +95,9 @@ class Run:
 def reels(tmp_path_factory):
     drop = tmp_path_factory.mktemp("crash-drop")
     for seed, title in enumerate(TITLES, start=1):
-        subprocess.run([sys.executable, "-m", "pipeline.demo", str(drop / f"{title}.mov"), "--seconds", str(SECONDS),
-                        "--layout", "stereo", "--seed", str(seed)], cwd=ROOT, check=True, capture_output=True,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "flows.cli", "demo-reel", str(drop / f"{title}.mov"),
+                        "--seconds", str(SECONDS), "--layout", "stereo", "--seed", str(seed)], cwd=ROOT, check=True,
+                       capture_output=True, stdin=subprocess.DEVNULL)
     return drop
 
 

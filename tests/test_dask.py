@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import run_cli
-from pipeline.demo import make_demo_reel
+from pipeline.training.demo import make_demo_reel
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import soundfile as sf
 from conftest import ffmpeg_ebur128
 from pipeline import loudness, vad
 from pipeline.config import Settings
-from pipeline.demo import make_demo_reel, render_sources
 from pipeline.models import resolve
 from pipeline.profiles import available, load_profile
 from pipeline.spotting import spotting_list
+from pipeline.training.demo import make_demo_reel, render_sources
 
 RATE = 48000
 

@@ -1,4 +1,5 @@
-"""Tests of pipeline.demo: the reels' streams, durations, stems, dialogue regions, levels and determinism."""
+"""Tests of pipeline.training.demo and `reelsplit demo-reel`: the reels' streams, durations, stems, dialogue regions,
+levels and determinism."""
 from __future__ import annotations
 
 import shutil
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import demo
+from conftest import run_cli
 from pipeline.errors import FfmpegError, MediaError
 from pipeline.ffmpeg import run, run_json
+from pipeline.training import demo
 
 TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "fluidsynth")
 pytestmark = pytest.mark.skipif(
@@ -179,10 +181,11 @@ def test_render_sources_shapes():
     assert isinstance(regions, list)
 
 
-def test_mono_and_cli(tmp_path, capsys):
+def test_mono_and_cli(tmp_path):
     out = tmp_path / "mono.wav"
-    assert demo.main([str(out), "--seconds", "3", "--layout", "mono", "--seed", "2", "--stems"]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    made = run_cli("demo-reel", out, "--seconds", "3", "--layout", "mono", "--seed", "2", "--stems", timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(out)
     (audio,) = probe(out)["streams"]
     assert audio["channels"] == 1
     assert (tmp_path / "mono.stems" / "dialogue.wav").is_file()
@@ -201,9 +204,28 @@ def test_bad_requests_raise_media_error(tmp_path, kwargs, message):
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_reports_errors(tmp_path, capsys):
-    assert demo.main([str(tmp_path / "x.avi"), "--seconds", "2"]) == 1
-    assert "unsupported demo container" in capsys.readouterr().err
+def test_cli_reports_errors(tmp_path):
+    """A bad value exits non-zero with one line that names it, and leaves nothing behind."""
+    bad = run_cli("demo-reel", tmp_path / "x.avi", "--seconds", "2", timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("reelsplit: error: ") and len(bad.stderr.splitlines()) == 1
+    assert "unsupported demo container" in bad.stderr
+    short = run_cli("demo-reel", tmp_path / "x.mov", "--seconds", "-1", timeout=60)
+    assert short.returncode == 2 and len(short.stderr.splitlines()) == 1 and "out of range" in short.stderr
+    layout = run_cli("demo-reel", tmp_path / "x.mov", "--layout", "7.1", timeout=60)  # refused by argparse
+    assert layout.returncode == 2 and "invalid choice: '7.1'" in layout.stderr.splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_makes_the_library_reel(tmp_path):
+    """`reelsplit demo-reel OUT --seconds S --layout L --seed N` writes the bytes make_demo_reel writes."""
+    import hashlib
+
+    made = run_cli("demo-reel", tmp_path / "cli.mkv", "--seconds", "2", "--layout", "5.1", "--seed", "5", timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(tmp_path / "cli.mkv")
+    lib = demo.make_demo_reel(tmp_path / "lib.mkv", seconds=2.0, layout="5.1", seed=5)
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(tmp_path / "cli.mkv") == digest(lib.path)
 
 
 def test_failed_ffmpeg_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from conftest import ffmpeg_ebur128, ffprobe, run_cli, si_sdr
 from pipeline.audio import write_wav
-from pipeline.demo import make_demo_reel
+from pipeline.training.demo import make_demo_reel
 
 pytestmark = pytest.mark.slow
 FRAME = 1 / 24

@@ -59,7 +59,7 @@ def test_netflix_dialog_gated_delivery(harness, tmp_path):
     ffmpeg's meter, 48 kHz out from a 44.1 kHz source; a reel without dialogue falls back to programme -24."""
     from conftest import ffmpeg_ebur128
     from flows.reel import run
-    from pipeline.demo import make_demo_reel
+    from pipeline.training.demo import make_demo_reel
 
     talk = make_demo_reel(tmp_path / "in" / "talk.wav", seconds=12, layout="stereo", seed=21, sample_rate=44100)
     tones = _tone_and_noise(tmp_path / "in" / "tones.wav", 6, 2, "stereo", 3)
@@ -95,7 +95,7 @@ def test_stereo_downmix_of_a_5_1_source(harness, tmp_path):
 
     from conftest import ffmpeg_ebur128
     from flows.reel import run
-    from pipeline.demo import make_demo_reel
+    from pipeline.training.demo import make_demo_reel
 
     reel = make_demo_reel(tmp_path / "in" / "sur.wav", seconds=8, layout="5.1", seed=41)
     settings = dataclasses.replace(Settings.load(), stereo_downmix=True)

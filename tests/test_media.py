@@ -5,9 +5,9 @@ import soundfile as sf
 
 from pipeline import audio
 from pipeline.batch import discover, safe_title
-from pipeline.demo import make_demo_reel
 from pipeline.errors import MediaError
 from pipeline.media import parse_probe, probe
+from pipeline.training.demo import make_demo_reel
 
 
 def test_probe_and_extract_stereo_mov(tmp_path):

@@ -18,10 +18,11 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from pipeline import demo, loudness, meter, qc, vad
+from pipeline import loudness, meter, qc, vad
 from pipeline.errors import PipelineError
 from pipeline.meter import LoudnessMeter, StreamingLimiter, TruePeakMeter
 from pipeline.profiles import load_profile
+from pipeline.training import demo
 
 try:  # property tests when hypothesis is installed (the `test` extra), seeded random cuts otherwise
     from hypothesis import given, settings, strategies as st

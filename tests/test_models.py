@@ -112,7 +112,7 @@ def test_safetensors_install_and_resolve_by_name(tmp_path, offline_env, monkeypa
     from pipeline.config import SeparationSettings
     from pipeline.models import install, load_demucs
     from pipeline.separate import load_separator
-    from pipeline.train import float32_state, write_safetensors
+    from pipeline.training.train import float32_state, write_safetensors
     from tiny_demucs import TINY_KWARGS
 
     torch.manual_seed(0)

@@ -5,13 +5,13 @@ import soundfile as sf
 
 from conftest import si_sdr
 from pipeline.config import SeparationSettings
-from pipeline.demo import make_demo_reel, render_sources
 from pipeline.errors import ModelError
 from pipeline.layout import LAYOUTS
 from pipeline.models import load_demucs, resolve
 from pipeline.readers import ArrayReader, Workspace
 from pipeline.separate import load_separator
 from pipeline.separate_dfn3 import Dfn3Separator
+from pipeline.training.demo import make_demo_reel, render_sources
 from tiny_demucs import write_tiny_model
 
 RATE = 48000

@@ -14,7 +14,7 @@ import soundfile as sf
 import yaml
 
 from conftest import ROOT, run_cli
-from pipeline.demo import make_demo_reel
+from pipeline.training.demo import make_demo_reel
 
 CRON = "0 2 * * *"
 

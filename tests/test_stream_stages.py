@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 import soxr
 
-from pipeline import demo
 from pipeline.audio import write_wav
 from pipeline.cleanup import CleanupStats, NoiseReduce
 from pipeline.errors import MediaError
 from pipeline.spotting import spotting_list, spotting_list_from_wav
+from pipeline.training import demo
 from pipeline.vad import FRAME_S, speech_regions
 from reference.cleanup import noisereduce_whole
 

@@ -12,10 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import run_cli
 from pipeline.errors import ConfigError, ModelError
 from pipeline.models import resolve
-from pipeline.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, default_eval_dir, global_sdr,
-                            load_stems, main, make_mixtures, si_sdr, train, validate)
+from pipeline.training.train import (CHECKPOINT_NAME, LOG_NAME, SOURCES, TrainConfig, default_eval_dir,
+                                     global_sdr, load_stems, make_mixtures, si_sdr, train, validate)
 
 RATE = 48000
 
@@ -199,7 +200,7 @@ def test_train_subfolder_layout_and_validate(stems, tmp_path):
     assert pool.root == tmp_path / "corpus" / "train"
     assert default_eval_dir(tmp_path / "corpus") is None
     (tmp_path / "corpus" / "eval").symlink_to(stems, target_is_directory=True)
-    assert default_eval_dir(tmp_path / "corpus") == tmp_path / "corpus" / "eval"   # pipeline.corpus's split
+    assert default_eval_dir(tmp_path / "corpus") == tmp_path / "corpus" / "eval"   # pipeline.training.corpus's split
     assert all(len(pool.audio[s]) == 3 and pool.audio[s][0].shape == (2, 4 * 44100) for s in SOURCES)
     examples = make_mixtures(pool, TINY, 3, seed=5)
     again = make_mixtures(pool, TINY, 3, seed=5)
@@ -223,7 +224,7 @@ def test_train_subfolder_layout_and_validate(stems, tmp_path):
 def test_sampler_augmentations(stems):
     import dataclasses
 
-    from pipeline.train import MixtureSampler
+    from pipeline.training.train import MixtureSampler
 
     pool = load_stems(stems, 44100)
     silent = MixtureSampler(pool, dataclasses.replace(TINY, p_silent_dialogue=1.0, p_silent_effects=1.0),
@@ -296,14 +297,16 @@ def test_config_is_validated():
         TrainConfig(nfft=1000)
 
 
-def test_cli_reports_errors_and_trains(stems, tmp_path, capsys):
-    assert main(["--stems", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
-    assert "stems folder not found" in capsys.readouterr().err
-    args = ["--stems", str(stems), "--out", str(tmp_path / "cli"), "--steps", "3", "--device", "cpu",
+def test_cli_reports_errors_and_trains(stems, tmp_path):
+    bad = run_cli("train", "--stems", tmp_path / "nowhere", "--out", tmp_path / "o", "--steps", "1")
+    assert bad.returncode == 2
+    assert "stems folder not found" in bad.stderr
+    args = ["train", "--stems", str(stems), "--out", str(tmp_path / "cli"), "--steps", "3", "--device", "cpu",
             "--segment", "1", "--batch-size", "1", "--channels", "8", "--depth", "2", "--t-layers", "0",
             "--nfft", "1024", "--loss", "l1+sisdr", "--no-progress", "--name", "cli", "--threads", "1"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout
     assert "model:" in printed and "dialogue" in printed
     assert len(list((tmp_path / "cli").glob("cli-*.th"))) == 1 and (tmp_path / "cli" / "cli.safetensors").exists()
 
@@ -318,7 +321,7 @@ def _fake_run(seed: int = 0, step: int = 0):
 def test_loader_workers_draw_distinct_seeded_batches(stems):
     """Two worker processes: each draws its own stream (no duplicated batches), and the same seed and first step
     give the same batches again; another first step (a resumed run) gives other ones."""
-    from pipeline.train import _batches, load_stems
+    from pipeline.training.train import _batches, load_stems
 
     pool = load_stems(stems, 44100)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soxr
 
-from pipeline import demo, loudness, vad
+from pipeline import loudness, vad
+from pipeline.training import demo
 from pipeline.vad import FRAME_S, Region, block_mask, merge_regions, speech_fraction, speech_regions
 
 RATE = 48_000

@@ -1,9 +1,8 @@
 """Build a seeded Demucs training corpus of separate dialogue / music / effects clips (48 kHz stereo 24-bit
 WAVs, 4-20 s) from Debian-installable material only, plus an eval split whose voices, works and sounds never
-occur in train. `python -m pipeline.corpus DIR [--minutes 10] [--seed 0]`."""
+occur in train. `reelsplit corpus build DIR [--minutes 10] [--seed 0]`."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -24,9 +23,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from . import demo, ffmpeg
-from .demo import _db
-from .errors import ConfigError, MediaError, OutputError, PipelineError
+from .. import ffmpeg
+from ..errors import ConfigError, MediaError, OutputError
+from . import demo
+from .demo import db_to_gain
 
 SR = 48000
 SOURCES = ("dialogue", "music", "effects")
@@ -303,12 +303,12 @@ def _dialogue(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> 
                 text = " ".join(str(rng.choice(words)) for words in (_WHO, _DID, _WHEN)) + "."
             else:
                 text = SENTENCES[lang][int(rng.integers(len(SENTENCES[lang])))]
-            return demo._speak(text, voice + (f"+{variant}" if variant else ""), pitch, rate, SR, tmp), text
+            return demo.speak(text, voice + (f"+{variant}" if variant else ""), pitch, rate, SR, tmp), text
 
         mono, said = _assemble(line, clip.seconds, rng)
         meta = {"generator": "espeak-ng", "voice": voice, "variant": variant or "default", "language": lang,
                 "pitch": pitch, "rate": rate, "text": said}
-    return demo._pan(mono, rng.uniform(-0.3, 0.3))[:, :2], meta
+    return demo.pan(mono, rng.uniform(-0.3, 0.3))[:, :2], meta
 
 
 # ---- music ---------------------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def _excerpt_midi(data: dict, seconds: float, rng: np.random.Generator) -> tuple
             ev += [(t0, bytes([0x90 | ch, key + shift, vel])),
                    (max(t0 + 1, round((on - q0 + ql) * 480) - 4), bytes([0x80 | ch, key + shift, 0]))]
     meta = {"programs": programs, "bpm": round(bpm, 1), "start_quarter": round(q0, 3), "transpose": shift}
-    return demo._midi_bytes(ev, 480), meta
+    return demo.midi_bytes(ev, 480), meta
 
 
 def _music(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> tuple[np.ndarray, dict]:
@@ -369,7 +369,7 @@ def _music(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> tup
             error = exc
             continue
         (tmp / "music.mid").write_bytes(midi)
-        audio = demo._render_music(tmp / "music.mid", n, SR)
+        audio = demo.render_music(tmp / "music.mid", n, SR)
         audio[-int(0.03 * SR):] *= np.linspace(1, 0, int(0.03 * SR), dtype=np.float32)[:, None]  # no click
         if np.abs(audio).max() > 1e-4:
             return audio, {"work": work, "file": rel, **meta}
@@ -420,8 +420,8 @@ def _effect(kind: str, rng: np.random.Generator, n: int, sounds: list[str], used
     """(n, 2) one effect layer of `kind`; theme sounds drawn from `sounds` are appended to `used`."""
     secs, noise = n / SR, lambda: rng.standard_normal((n, 2))
     if kind == "impacts":  # demo.py's door slams and whooshes over room tone, its rear pair folded in
-        fx = demo._effects(rng, n, SR)
-        return fx[:, :2] + _db(-3) * fx[:, 2:]
+        fx = demo.render_effects(rng, n, SR)
+        return fx[:, :2] + db_to_gain(-3) * fx[:, 2:]
     if kind == "roomtone":  # air and a mains hum
         mains = rng.choice([50, 60])
         hum = sum(np.sin(2 * np.pi * mains * h * np.arange(n) / SR) / h**2 for h in (1, 2, 3))
@@ -430,7 +430,7 @@ def _effect(kind: str, rng: np.random.Generator, n: int, sounds: list[str], used
         bed = _bp(noise(), 400, 9000) * _env(rng, n, int(secs), 0.5, 1.0)[:, None]
         drops = [_burst(rng, 0.03, rng.uniform(800, 2500), rng.uniform(4000, 12000), rng.uniform(0.002, 0.008))
                  for _ in range(8)]
-        hits = [(t, drops[int(rng.integers(8))], _db(rng.uniform(-24, 0)), rng.uniform(-1, 1))
+        hits = [(t, drops[int(rng.integers(8))], db_to_gain(rng.uniform(-24, 0)), rng.uniform(-1, 1))
                 for t in rng.uniform(0, secs, int(rng.uniform(20, 70) * secs))]
         return 0.3 * bed / np.abs(bed).max() + _scatter(n, hits)
     if kind == "wind":  # three noise bands, each with its own gusts
@@ -442,8 +442,8 @@ def _effect(kind: str, rng: np.random.Generator, n: int, sounds: list[str], used
         steps += rng.normal(0, 0.015, len(steps))
         pans = np.linspace(*rng.uniform(-0.8, 0.8, 2), len(steps))  # walking across, nearer or farther
         gains = np.linspace(*rng.uniform(-12, 0, 2), len(steps))
-        heel = [(t, _burst(rng, 0.2, lo, hi, tau), _db(g), p) for t, g, p in zip(steps, gains, pans)]
-        toe = [(t + rng.uniform(0.05, 0.09), _burst(rng, 0.1, lo * 1.5, hi, tau * 0.6), _db(g - 6), p)
+        heel = [(t, _burst(rng, 0.2, lo, hi, tau), db_to_gain(g), p) for t, g, p in zip(steps, gains, pans)]
+        toe = [(t + rng.uniform(0.05, 0.09), _burst(rng, 0.1, lo * 1.5, hi, tau * 0.6), db_to_gain(g - 6), p)
                for t, g, p in zip(steps, gains, pans)]
         return _scatter(n, heel + toe)
     if kind == "car":  # engine harmonics + tyre noise, Doppler-shifted, 1/distance, panned as it passes
@@ -455,14 +455,14 @@ def _effect(kind: str, rng: np.random.Generator, n: int, sounds: list[str], used
         engine = sum(np.sin(h * phase + rng.uniform(0, 2 * np.pi)) / h for h in range(1, 9))
         tyres = _bp(rng.standard_normal(n), 150, 2500)
         mono = (engine / 2 + rng.uniform(0.5, 2) * tyres / np.abs(tyres).max()) * (d0 / dist) ** 1.3
-        return demo._pan(mono, 0.9 * x / dist)[:, :2]
+        return demo.pan(mono, 0.9 * x / dist)[:, :2]
     if kind == "theme":  # 2-5 desktop sounds, re-pitched 0.8-1.25x, at random times
         out = 0.01 * _bp(noise(), 60, 4000)
         for _ in range(int(rng.integers(2, 6))):
             used.append(sounds[int(rng.integers(len(sounds)))])
             x = soxr.resample(_sound(used[-1]), SR * rng.uniform(0.8, 1.25), SR)[:n]
             at, pan = int(rng.uniform(0, max(secs - len(x) / SR, 0.1)) * SR), rng.uniform(-0.8, 0.8)
-            seg = x[: n - at] * _db(rng.uniform(-12, 0)) * [1 - max(pan, 0), 1 + min(pan, 0)]
+            seg = x[: n - at] * db_to_gain(rng.uniform(-12, 0)) * [1 - max(pan, 0), 1 + min(pan, 0)]
             out[at: at + len(seg)] += seg
         return out
     raise ValueError(kind)
@@ -476,7 +476,7 @@ def _effects(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> t
     kinds.append(str(rng.choice([k for k in BED_KINDS if k != kinds[0]])))  # always a bed: no digital silence
     bed = _effect(kinds[1], rng, n, [], used)
     rms = lambda a: float(np.sqrt(np.mean(np.square(a)))) or 1e-12  # noqa: E731
-    out = out + bed * (rms(out) * _db(rng.uniform(-24, -6)) / rms(bed))
+    out = out + bed * (rms(out) * db_to_gain(rng.uniform(-24, -6)) / rms(bed))
     return out, {"kinds": kinds, "sounds": used}
 
 
@@ -490,7 +490,7 @@ def _render(clip: _Clip, pools: dict, root: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="reelsplit-corpus-") as tmp:
         audio, meta = RENDERERS[clip.source](clip, pools, rng, Path(tmp))
     peak = float(rng.uniform(-6, -1))
-    audio = (audio * (_db(peak) / max(float(np.abs(audio).max()), 1e-12))).astype(np.float32)
+    audio = (audio * (db_to_gain(peak) / max(float(np.abs(audio).max()), 1e-12))).astype(np.float32)
     meta = {**meta, "version": VERSION, "seed": clip.seed, "peak_dbfs": round(peak, 2)}
     comment = json.dumps(meta, sort_keys=True, ensure_ascii=True)
     if len(comment) > 2000:  # libsndfile silently drops longer strings
@@ -588,28 +588,3 @@ def format_summary(summary: CorpusSummary) -> str:
              for split in SPLITS for src, n in summary.counts[split].items()]
     rows.append(f"{summary.skipped} clips were already built; manifest: {summary.root / 'manifest.json'}")
     return "\n".join(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m pipeline.corpus DIR [--minutes 10] [--eval-fraction 0.2] [--seed 0] [--sources ...]`."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.corpus", description="Build a DX / M&E training corpus.")
-    ap.add_argument("dir", type=Path)
-    ap.add_argument("--minutes", type=float, default=10.0, help="minutes of audio per source in train")
-    ap.add_argument("--eval-fraction", type=float, default=0.2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
-    ap.add_argument("-q", "--quiet", action="store_true", help="no per-clip progress on stderr")
-    args = ap.parse_args(argv)
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    try:
-        summary = build_corpus(args.dir, minutes=args.minutes, eval_fraction=args.eval_fraction, seed=args.seed,
-                               sources=args.sources, progress=say)
-    except PipelineError as exc:
-        print(f"corpus: {exc}", file=sys.stderr)
-        return 1
-    print(format_summary(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,6 @@ resumes from `OUT_DIR/checkpoint.pt`. Arrays are float32 (sources, channels, sam
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -25,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, MediaError, ModelError, PipelineError
-from .outputs import atomic_output, write_text_atomic
+from ..errors import ConfigError, MediaError, ModelError
+from ..outputs import atomic_output, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +140,27 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class TrainOptions:
+    """How one `train` call runs; what is trained (network, batches, augmentation) is `config`.
+
+    `minutes` (wall time of this call) and `steps` (total steps, resumed ones included) override the config's.
+    `init` is a model spec to fine-tune (`pipeline.models.resolve`); `device` is auto, cpu, cuda or cuda:N;
+    `eval_dir` a stems folder for the validation; `loader_workers` > 0 draws the training mixtures in that many
+    worker processes (for a GPU, which the single-threaded mixing starves otherwise).
+    """
+
+    name: str = "dme-small"          # writes <name>-<sha8>.th and <name>.safetensors
+    config: TrainConfig = field(default_factory=TrainConfig)
+    init: str | None = None
+    minutes: float | None = None
+    steps: int | None = None
+    device: str = "auto"
+    progress: bool = True            # a tqdm bar on stderr, when it is a terminal
+    eval_dir: Path | None = None
+    loader_workers: int = 0
+
+
+@dataclass(frozen=True)
 class Mixtures:
     """A fixed batch of examples: `mix` (N, channels, samples) and `sources` (N, S, channels, samples),
     float32 torch tensors at the model rate, sources in the model's order; mix = sources.sum(1)."""
@@ -183,7 +203,7 @@ def find_stems_root(stems_dir: Path) -> Path:
 
 
 def default_eval_dir(stems_dir: Path) -> Path | None:
-    """`DIR/eval` when `DIR` is a corpus (`DIR/train/` and `DIR/eval/`, as pipeline.corpus builds), else None."""
+    """`DIR/eval` when `DIR` is a corpus (`DIR/train/` and `DIR/eval/`, as pipeline.training.corpus builds), else None."""
     if find_stems_root(stems_dir) == stems_dir / "train" and all((stems_dir / "eval" / s).is_dir() for s in SOURCES):
         return stems_dir / "eval"
     return None
@@ -205,7 +225,7 @@ def load_stems(stems_dir: Path, samplerate: int = 44100) -> StemPool:
     Mono files are duplicated to stereo; files with more than two channels are refused (MediaError).
     """
     import soundfile as sf
-    from .separate import resample
+    import soxr
 
     root = find_stems_root(stems_dir)
     pool = StemPool(root, samplerate)
@@ -224,7 +244,9 @@ def load_stems(stems_dir: Path, samplerate: int = 44100) -> StemPool:
             elif audio.shape[1] != 2:
                 raise MediaError(f"{path.name} has {audio.shape[1]} channels: training stems must be mono or "
                                  "stereo", path)
-            audio = np.ascontiguousarray(resample(audio, rate, samplerate).T)
+            if rate != samplerate:
+                audio = soxr.resample(audio, rate, samplerate, quality="VHQ")
+            audio = np.ascontiguousarray(np.asarray(audio, np.float32).T)
             rms = _active_rms(audio, samplerate)
             if audio.shape[1] == 0 or rms < 1e-6:
                 log.warning("skipping silent or empty stem %s", path)
@@ -435,7 +457,7 @@ def _init_model(init: str, config: TrainConfig):
     dialogue/music/effects (any order), stereo. Returns (klass, args, kwargs, model)."""
     from demucs.apply import BagOfModels
     from demucs.htdemucs import HTDemucs
-    from .models import load_demucs, resolve
+    from ..models import load_demucs, resolve
 
     spec = resolve(init)
     if spec.kind != "demucs":
@@ -749,135 +771,80 @@ def _fit(run: _Run, batches, deadline: float | None, progress: bool, label: str)
         bar.close()
 
 
-def train(stems_dir: Path, out_dir: Path, *, name: str = "dme-small", config: TrainConfig = TrainConfig(),
-          init: str | None = None, minutes: float | None = None, steps: int | None = None,
-          device: str = "auto", progress: bool = True, eval_dir: Path | None = None,
-          loader_workers: int = 0) -> TrainResult:
-    """Train (or fine-tune `init`) an HTDemucs separating dialogue / music / effects; resume if `out_dir`
-    holds a checkpoint.
-
-    `stems_dir` holds dialogue/ music/ effects/ folders of .wav files (or a train/ folder that does).
-    `minutes` (wall time of this call) and `steps` (total steps, resumed ones included) override the
-    config's; training stops at whichever comes first. Writes into `out_dir`: `checkpoint.pt` (every
-    `checkpoint_every` steps and at the end), `<name>-<sha8>.th`, `<name>.safetensors`, `training_log.csv`
-    (step, seconds, loss, lr) and `validation.json`. Validation uses `config.valid_examples` seeded mixtures
-    from `eval_dir` (same layout), else from a corpus's `eval/` split, else from the training stems. A resumed
-    run keeps the checkpoint's network and ignores `init`. `loader_workers` > 0 draws the training mixtures in
-    that many worker processes (for a GPU, which the single-threaded mixing starves otherwise).
-    """
-    started = time.monotonic()
-    _check_name(name)
-    config = dataclasses.replace(config, **{k: v for k, v in (("minutes", minutes), ("steps", steps))
-                                            if v is not None})
+def _prepare(options: TrainOptions, out_dir: Path) -> tuple[TrainConfig, str]:
+    """Check `options` and create `out_dir`: (the config with the options' minutes/steps applied, the device)."""
+    _check_name(options.name)
+    config = dataclasses.replace(options.config, **{k: v for k, v in (("minutes", options.minutes),
+                                                                      ("steps", options.steps)) if v is not None})
     if config.minutes is None and config.steps is None:
         raise ConfigError("give a time budget (--minutes) or a step count (--steps)")
-    if loader_workers < 0:
-        raise ConfigError(f"--loader-workers must be 0 or more, got {loader_workers}")
-    dev = resolve_device(device)
-    out_dir = Path(out_dir)
+    if options.loader_workers < 0:
+        raise ConfigError(f"--loader-workers must be 0 or more, got {options.loader_workers}")
+    device = resolve_device(options.device)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}", out_dir) from exc
+    return config, device
 
-    run = _Run(out_dir, config, init, dev)
+
+def _validation_set(run: _Run, pool: StemPool, eval_dir: Path | None) -> Mixtures | None:
+    """`config.valid_examples` seeded mixtures from the stems in `eval_dir`, else from `pool`; None if 0."""
+    config = run.config
+    if not config.valid_examples:
+        return None
+    valid_pool = load_stems(eval_dir, run.samplerate) if eval_dir is not None else pool
+    return make_mixtures(valid_pool, config, config.valid_examples, config.seed + 104729, run.order)
+
+
+def _record_validation(run: _Run, valid_set: Mixtures | None, where: str | None) -> dict:
+    """Score the trained model on `valid_set` (see `validate`), log the scores and write `validation.json`."""
+    config = run.config
+    validation = validate(run.model, valid_set, batch_size=config.batch_size, device=run.device) if valid_set else {}
+    for source, v in validation.items():
+        log.info("validation %s: SI-SDR %.2f dB (mixture %.2f dB), SDR %.2f dB (mixture %.2f dB)", source,
+                 v["si_sdr"], v["si_sdr_mix"], v["sdr"], v["sdr_mix"])
+    write_text_atomic(run.out_dir / VALIDATION_NAME, json.dumps(
+        {"step": run.step, "examples": config.valid_examples, "eval_dir": where, "metrics": validation},
+        indent=2) + "\n")
+    return validation
+
+
+def train(stems_dir: Path, out_dir: Path, options: TrainOptions | None = None, **fields) -> TrainResult:
+    """Train (or fine-tune `options.init`) an HTDemucs separating dialogue / music / effects; resume if
+    `out_dir` holds a checkpoint. `fields` override the options' fields by name:
+    `train(stems, out, steps=40, device="cpu")` is `train(stems, out, TrainOptions(steps=40, device="cpu"))`.
+
+    `stems_dir` holds dialogue/ music/ effects/ folders of .wav files (or a train/ folder that does).
+    Training stops at the options' `minutes` or `steps`, whichever comes first. Writes into `out_dir`:
+    `checkpoint.pt` (every `checkpoint_every` steps and at the end), `<name>-<sha8>.th`, `<name>.safetensors`,
+    `training_log.csv` (step, seconds, loss, lr) and `validation.json`. Validation uses `config.valid_examples`
+    seeded mixtures from `eval_dir` (same layout), else from a corpus's `eval/` split, else from the training
+    stems. A resumed run keeps the checkpoint's network and ignores `init`.
+    """
+    started = time.monotonic()
+    options = dataclasses.replace(options or TrainOptions(), **fields)
+    out_dir = Path(out_dir)
+    config, dev = _prepare(options, out_dir)
+    run = _Run(out_dir, config, options.init, dev)
     config = run.config
     pool = load_stems(stems_dir, run.samplerate)
-    if eval_dir is None:
-        eval_dir = default_eval_dir(Path(stems_dir))
-    valid_set = None
-    if config.valid_examples:
-        valid_pool = load_stems(eval_dir, run.samplerate) if eval_dir is not None else pool
-        valid_set = make_mixtures(valid_pool, config, config.valid_examples, config.seed + 104729, run.order)
+    eval_dir = options.eval_dir if options.eval_dir is not None else default_eval_dir(Path(stems_dir))
+    valid_set = _validation_set(run, pool, eval_dir)
     log.info("training %s (%d parameters, sources %s) on %s at batch %d × %.2f s", run.klass.__name__,
              run.parameters, "/".join(run.order), dev, config.batch_size, config.segment_s)
 
     deadline = None if config.minutes is None else started + 60.0 * config.minutes
-    _fit(run, _batches(run, pool, loader_workers), deadline, progress, f"train {name}")
+    _fit(run, _batches(run, pool, options.loader_workers), deadline, options.progress, f"train {options.name}")
     run.save()
 
-    validation = validate(run.model, valid_set, batch_size=config.batch_size, device=dev) if valid_set else {}
-    for source, v in validation.items():
-        log.info("validation %s: SI-SDR %.2f dB (mixture %.2f dB), SDR %.2f dB (mixture %.2f dB)", source,
-                 v["si_sdr"], v["si_sdr_mix"], v["sdr"], v["sdr_mix"])
     where = str(eval_dir) if eval_dir is not None else None
-    write_text_atomic(out_dir / VALIDATION_NAME, json.dumps(
-        {"step": run.step, "examples": config.valid_examples, "eval_dir": where, "metrics": validation},
-        indent=2) + "\n")
-    training_args = {**dataclasses.asdict(config), "name": name, "stems_dir": str(pool.root), "eval_dir": where,
-                     "init": run.init, "step": run.step, "seconds": run.seconds, "device": dev,
+    validation = _record_validation(run, valid_set, where)
+    training_args = {**dataclasses.asdict(config), "name": options.name, "stems_dir": str(pool.root),
+                     "eval_dir": where, "init": run.init, "step": run.step, "seconds": run.seconds, "device": dev,
                      "parameters": run.parameters, "validation": validation}
-    model_path, st_path = run.export(name, training_args)
+    model_path, st_path = run.export(options.name, training_args)
     first, last = _window_means(run.losses)
     return TrainResult(model_path=model_path, safetensors_path=st_path, steps=run.step, seconds=run.seconds,
                        first_loss=first, last_loss=last, resumed_from=run.resumed_from, validation=validation,
                        log_path=out_dir / LOG_NAME)
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="python -m pipeline.train",
-                                 description="Train or fine-tune a dialogue/music/effects HTDemucs on a stems "
-                                             "corpus; run again with the same --out to resume.")
-    ap.add_argument("--stems", type=Path, required=True, help="folder with dialogue/ music/ effects/ (or train/)")
-    ap.add_argument("--out", type=Path, required=True, help="output folder (model, checkpoint, log)")
-    ap.add_argument("--name", default="dme-small", help="model name: writes NAME-<sha8>.th and NAME.safetensors")
-    ap.add_argument("--init", help="model spec to fine-tune (a .th/.safetensors file, repo folder or name)")
-    ap.add_argument("--eval", type=Path, dest="eval_dir", help="stems folder for validation (default: train stems)")
-    ap.add_argument("--minutes", type=float, help=f"wall-time budget of this call (default {d.minutes})")
-    ap.add_argument("--steps", type=int, help="total steps of the run, resumed ones included")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    ap.add_argument("--segment", type=float, default=d.segment_s, help="training crop, seconds")
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--channels", type=int, default=d.channels)
-    ap.add_argument("--depth", type=int, default=d.depth)
-    ap.add_argument("--t-layers", type=int, default=d.t_layers)
-    ap.add_argument("--nfft", type=int, default=d.nfft)
-    ap.add_argument("--loss", choices=("l1", "l1+sisdr"), default=d.loss)
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
-    ap.add_argument("--threads", type=int, help="CPU threads for torch (1 is faster when the cores are shared)")
-    ap.add_argument("--loader-workers", type=int, default=0,
-                    help="processes drawing training mixtures beside the network (default 0: in the main one)")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `python -m pipeline.train --stems DIR --out OUT [--init SPEC] [--minutes N] [--steps N] ...`."""
-    args = _parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from .malloc import tune_malloc
-    tune_malloc()
-    if args.threads:
-        import torch
-        torch.set_num_threads(max(1, args.threads))
-    try:
-        config = TrainConfig(segment_s=args.segment, batch_size=args.batch_size, lr=args.lr,
-                             channels=args.channels, depth=args.depth, t_layers=args.t_layers, nfft=args.nfft,
-                             loss=args.loss, seed=args.seed, checkpoint_every=args.checkpoint_every)
-        result = train(args.stems, args.out, name=args.name, config=config, init=args.init,
-                       minutes=args.minutes, steps=args.steps, device=args.device,
-                       progress=not args.no_progress, eval_dir=args.eval_dir, loader_workers=args.loader_workers)
-    except PipelineError as exc:
-        where = f"{exc.path}: " if exc.path else ""
-        print(f"train: error: {where}{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("train: interrupted (checkpoint saved; run again to resume)", file=sys.stderr)
-        return 130
-    print(f"model: {result.model_path}")
-    print(f"safetensors: {result.safetensors_path}")
-    print(f"steps: {result.steps} ({result.seconds:.0f} s), loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
-    for source, v in result.validation.items():
-        print(f"  {source:<9} SI-SDR {v['si_sdr']:6.2f} dB (mix {v['si_sdr_mix']:6.2f})  "
-              f"SDR {v['sdr']:6.2f} dB (mix {v['sdr_mix']:6.2f})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,12 +3,10 @@ synthetic effects, all from Debian packages, for `make demo` and as test media w
 """
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +17,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from . import ffmpeg
-from .errors import FfmpegError, MediaError, OutputError, PipelineError
-from .layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
+from .. import ffmpeg
+from ..errors import FfmpegError, MediaError, OutputError
+from ..layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 VIDEO_SIZE, FPS = "320x180", 24
@@ -53,7 +51,8 @@ class DemoReel:
     stems_dir: Path | None
 
 
-def _db(x: float) -> float:
+def db_to_gain(x: float) -> float:
+    """The linear amplitude gain of `x` dB."""
     return 10.0 ** (x / 20.0)
 
 
@@ -69,7 +68,7 @@ def _vlq(n: int) -> bytes:
     return bytes(out)
 
 
-def _midi_bytes(events: list[tuple[int, bytes]], division: int = 480) -> bytes:
+def midi_bytes(events: list[tuple[int, bytes]], division: int = 480) -> bytes:
     """Format-0 SMF from (absolute tick, message) pairs; at equal ticks note-ons come last."""
     track, last = bytearray(), 0
     for tick, msg in sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90)):
@@ -102,7 +101,7 @@ def _compose(rng: np.random.Generator, seconds: float, division: int = 480) -> b
                 note = root + 12 + scale[step % 7] + 12 * (step // 7)
                 t = t0 + i * division // 2
                 ev += [(t, bytes([0x91, note, 72])), (t + division // 2 - 20, bytes([0x81, note, 0]))]
-    return _midi_bytes(ev, division)
+    return midi_bytes(ev, division)
 
 
 def _read_capped(cmd: list[str], nbytes: int, timeout: float) -> bytes:
@@ -129,7 +128,7 @@ def _read_capped(cmd: list[str], nbytes: int, timeout: float) -> bytes:
     return bytes(buf)
 
 
-def _render_music(midi: Path, n: int, sr: int) -> np.ndarray:
+def render_music(midi: Path, n: int, sr: int) -> np.ndarray:
     """(n, 2) float32 music: fluidsynth's raw output piped, capped at n frames, zero-padded if short."""
     if not SOUNDFONT.is_file():
         raise MediaError(f"SoundFont {SOUNDFONT} missing (Debian: apt-get install -y fluid-soundfont-gm)")
@@ -145,7 +144,7 @@ def _render_music(midi: Path, n: int, sr: int) -> np.ndarray:
 
 
 # ---- dialogue and effects --------------------------------------------------------------------------
-def _speak(text: str, voice: str, pitch: int, speed: int, sr: int, tmp: Path) -> np.ndarray:
+def speak(text: str, voice: str, pitch: int, speed: int, sr: int, tmp: Path) -> np.ndarray:
     """One espeak-ng line as mono float32 (samples,) at `sr`, trimmed to its audible extent."""
     wav = tmp / "line.wav"
     cmd = ["espeak-ng", "-w", str(wav), "-v", voice, "-p", str(pitch), "-s", str(speed), text]
@@ -162,21 +161,21 @@ def _speak(text: str, voice: str, pitch: int, speed: int, sr: int, tmp: Path) ->
     return x[loud[0]: loud[-1] + 1].astype(np.float32)
 
 
-def _pan(x: np.ndarray, lr: float, front: float = 1.0) -> np.ndarray:
+def pan(x: np.ndarray, lr: float, front: float = 1.0) -> np.ndarray:
     """Mono (samples,) -> (samples, 4) L R Ls Rs with equal-power pans; lr in [-1, 1], front in [0, 1]."""
     a, b = (np.asarray(lr) + 1) * np.pi / 4, np.asarray(front) * np.pi / 2
     g = [np.cos(a) * np.sin(b), np.sin(a) * np.sin(b), np.cos(a) * np.cos(b), np.sin(a) * np.cos(b)]
     return np.stack([x * gi for gi in g], axis=1)
 
 
-def _effects(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+def render_effects(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """(n, 4) float32 L R Ls Rs: room tone at -60 dBFS RMS, door-slam impacts, whooshes."""
     from scipy import signal  # imported here (0.8 s) so that it overlaps fluidsynth's rendering
     fx = np.zeros((n, 4))
     white = rng.standard_normal((n, 4))
     pink = signal.lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
                           [1, -2.494956002, 2.017265875, -0.522189400], white, axis=0)
-    fx += pink * (_db(-60) / np.sqrt(np.mean(pink ** 2, axis=0)))
+    fx += pink * (db_to_gain(-60) / np.sqrt(np.mean(pink ** 2, axis=0)))
     seconds = n / sr
     for _ in range(1 + int(seconds // 12)):  # impacts: decaying low thump with a falling pitch + noise burst
         t = np.arange(int(0.7 * sr)) / sr
@@ -185,9 +184,9 @@ def _effects(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         hp = signal.butter(2, 800, "highpass", fs=sr, output="sos")
         burst = signal.sosfilt(hp, rng.standard_normal(t.size))
         hit = thump + 0.6 * burst * np.exp(-t / 0.025)
-        hit *= _db(rng.uniform(-9, -6)) / np.abs(hit).max()
+        hit *= db_to_gain(rng.uniform(-9, -6)) / np.abs(hit).max()
         at = int(rng.uniform(0.5, max(seconds - 1.0, 0.6)) * sr)
-        seg = _pan(hit, rng.uniform(-0.8, 0.8), front=0.8)[: n - at]
+        seg = pan(hit, rng.uniform(-0.8, 0.8), front=0.8)[: n - at]
         fx[at: at + len(seg)] += seg
     for _ in range(1 + int(seconds // 20)):  # whoosh: noise through band-pass filters swept low -> high
         m = int(rng.uniform(0.8, 1.4) * sr)
@@ -198,9 +197,9 @@ def _effects(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
                 * signal.sosfilt(signal.butter(2, [c / 1.4, c * 1.4], "bandpass", fs=sr, output="sos"), noise)
                 for k, c in enumerate(centres))
         y *= np.sin(np.linspace(0, np.pi, m)) ** 2
-        y *= _db(rng.uniform(-15, -12)) / np.abs(y).max()
+        y *= db_to_gain(rng.uniform(-15, -12)) / np.abs(y).max()
         at = int(rng.uniform(0, max(seconds - 1.5, 0.1)) * sr)
-        seg = _pan(y, np.linspace(-0.9, 0.9, m), front=np.linspace(1.0, 0.2, m))[: n - at]
+        seg = pan(y, np.linspace(-0.9, 0.9, m), front=np.linspace(1.0, 0.2, m))[: n - at]
         fx[at: at + len(seg)] += seg
     return fx.astype(np.float32)
 
@@ -220,20 +219,20 @@ def render_sources(seconds: float, sample_rate: int = 48000, seed: int = 0
     with tempfile.TemporaryDirectory(prefix="reelsplit-demo-") as tmp, ThreadPoolExecutor(1) as pool:
         midi = Path(tmp) / "music.mid"
         midi.write_bytes(_compose(rng, seconds))
-        music_job = pool.submit(_render_music, midi, n, sr)  # fluidsynth renders while espeak-ng speaks
+        music_job = pool.submit(render_music, midi, n, sr)  # fluidsynth renders while espeak-ng speaks
         order, t, i = rng.permutation(len(SENTENCES)), rng.uniform(0.3, 1.0), 0
         while True:
-            line = _speak(SENTENCES[order[i % len(order)]], VOICES[int(rng.integers(len(VOICES)))],
-                          int(rng.integers(30, 71)), int(rng.integers(140, 181)), sr, Path(tmp))
+            line = speak(SENTENCES[order[i % len(order)]], VOICES[int(rng.integers(len(VOICES)))],
+                         int(rng.integers(30, 71)), int(rng.integers(140, 181)), sr, Path(tmp))
             start = int(t * sr)
             if start + len(line) > n - int(0.2 * sr):
                 break
-            dialogue[start: start + len(line), 0] = line * (_db(level + rng.uniform(-0.5, 0.5)) / _rms(line))
+            dialogue[start: start + len(line), 0] = line * (db_to_gain(level + rng.uniform(-0.5, 0.5)) / _rms(line))
             regions.append((start / sr, (start + len(line)) / sr))
             t, i = regions[-1][1] + len(line) / sr * rng.uniform(0.5, 1.1), i + 1
-        effects = _effects(rng, n, sr)
+        effects = render_effects(rng, n, sr)
         music = music_job.result()
-    music *= _db(level - 3 - 9) / _rms(music)
+    music *= db_to_gain(level - 3 - 9) / _rms(music)
     return dialogue, music, effects, regions
 
 
@@ -249,7 +248,7 @@ def layout_stems(dialogue: np.ndarray, music: np.ndarray, effects: np.ndarray, l
     from scipy import signal
 
     d, m, e, z = dialogue[:, 0], music, effects, np.zeros(len(dialogue), np.float32)
-    g = np.float32(_db(-3))
+    g = np.float32(db_to_gain(-3))
     stereo = (np.stack([d * g, d * g], 1), m, e[:, :2] + g * e[:, 2:])
     if layout == "stereo":
         out = stereo
@@ -317,7 +316,7 @@ def make_demo_reel(path: Path, *, seconds: float = 30.0, layout: str = "stereo",
     dialogue, music, effects, regions = render_sources(seconds, sample_rate, seed)
     stems = layout_stems(dialogue, music, effects, layout, sample_rate)
     mix = stems[0] + stems[1] + stems[2]
-    gain = min(1.0, _db(-3) / max(float(np.abs(mix).max()), 1e-12))
+    gain = min(1.0, db_to_gain(-3) / max(float(np.abs(mix).max()), 1e-12))
     stems = tuple(s * np.float32(gain) for s in stems)
     mix = stems[0] + stems[1] + stems[2]
     tmp_out = path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
@@ -333,26 +332,3 @@ def make_demo_reel(path: Path, *, seconds: float = 30.0, layout: str = "stereo",
         for name, stem in zip(("dialogue", "music", "effects"), stems):
             sf.write(stems_dir / f"{name}.wav", stem, sample_rate, subtype="FLOAT")
     return DemoReel(path, float(seconds), sample_rate, layout, tuple(regions), stems_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m pipeline.demo OUT.mov [--seconds S] [--layout 5.1] [--seed N] [--stems]`."""
-    ap = argparse.ArgumentParser(prog="python -m pipeline.demo", description="Make a seeded demo reel.")
-    ap.add_argument("out", type=Path, help="output file: .mov .mkv .mp4 .wav or .mxf")
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--layout", choices=list(LAYOUTS), default="stereo")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stems", action="store_true", help="also write the ground-truth stems")
-    args = ap.parse_args(argv)
-    try:
-        reel = make_demo_reel(args.out, seconds=args.seconds, layout=args.layout, seed=args.seed,
-                              write_stems=args.stems)
-    except PipelineError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
-    print(reel.path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
+APT_PACKAGES := python3-venv ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
                 asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium
 DEMO   ?= demo
 
@@ -13,8 +13,10 @@ DEMO   ?= demo
 
 setup: system $(STAMP)
 
+# `python3 -m venv` needs ensurepip, which Debian ships separately in python3-venv
 system:
-	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
+	@if ! python3 -c 'import ensurepip' 2>/dev/null \
+	    || ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
 	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -d /usr/share/asterisk/sounds/en ] \
 	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ] \
 	    || ! command -v chromium >/dev/null; then \

@@ -1,6 +1,7 @@
 # reelsplit: two commands on a fresh Debian machine.
 #   make demo   installs everything (apt ffmpeg & co, a venv with pinned deps), makes demo reels, processes them
-#   make test   installs the same, runs the whole test suite
+#   make test   installs the same, runs the whole test suite (what CI runs)
+#   make test-fast  the same without the tests marked slow: a few minutes on 2 cores, for development
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -9,7 +10,7 @@ APT_PACKAGES := python3-venv ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
                 asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium
 DEMO   ?= demo
 
-.PHONY: demo test setup system clean-demo
+.PHONY: demo test test-fast setup system clean-demo
 
 setup: system $(STAMP)
 
@@ -38,6 +39,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 clean-demo:
 	rm -rf $(DEMO)

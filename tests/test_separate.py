@@ -117,6 +117,7 @@ def test_dfn3_pair_follows_the_dialogue_pan():
     assert si_sdr(left_heavy, out.dx) > si_sdr(left_heavy, mix) + 3
 
 
+@pytest.mark.slow
 def test_bundled_dme_small_beats_the_mixture(tmp_path):
     """The project's own trained demucs-format model (models/dme-small-*.safetensors, trained on the generated
     corpus) resolves by name offline and improves dialogue over the unprocessed mix on unseen material."""

@@ -1,20 +1,23 @@
 # reelsplit: two commands on a fresh Debian machine.
 #   make demo   installs everything (apt ffmpeg & co, a venv with pinned deps), makes demo reels, processes them
-#   make test   installs the same, runs the whole test suite
+#   make test   installs the same, runs the whole test suite (what CI runs)
+#   make test-fast  the same without the tests marked slow: a few minutes on 2 cores, for development
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
+APT_PACKAGES := python3-venv ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
                 asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium
 DEMO   ?= demo
 
-.PHONY: demo test setup system clean-demo
+.PHONY: demo test test-fast setup system clean-demo
 
 setup: system $(STAMP)
 
+# `python3 -m venv` needs ensurepip, which Debian ships separately in python3-venv
 system:
-	@if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
+	@if ! python3 -c 'import ensurepip' 2>/dev/null \
+	    || ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
 	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -d /usr/share/asterisk/sounds/en ] \
 	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ] \
 	    || ! command -v chromium >/dev/null; then \
@@ -36,6 +39,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 clean-demo:
 	rm -rf $(DEMO)

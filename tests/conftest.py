@@ -15,14 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+# Where Hugging Face and torch look for (and would write) downloaded models. Each is set, as huggingface_hub
+# lets HF_HUB_CACHE and the older HUGGINGFACE_HUB_CACHE override HF_HOME.
+CACHE_ENV = {
+    "HF_HOME": "hf",
+    "HF_HUB_CACHE": "hf/hub",
+    "HUGGINGFACE_HUB_CACHE": "hf/hub",
+    "TORCH_HOME": "torch",
+}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def offline_env(tmp_path_factory):
-    """No network, an empty model repo (so `auto` means dfn3) and a private Prefect home for the session."""
+    """No network, an empty model repo (so `auto` means dfn3), empty Hugging Face and torch caches (so weights in
+    the user's caches never change what a test sees) and a private Prefect home for the session; subprocesses
+    started by tests inherit all of it."""
     home = tmp_path_factory.mktemp("env")
     saved = dict(os.environ)
     os.environ.update({
         "REELSPLIT_OFFLINE": "1",
         "HF_HUB_OFFLINE": "1",
+        **{name: str(home / sub) for name, sub in CACHE_ENV.items()},
         "REELSPLIT_MODEL_REPO": str(home / "models"),
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -3,6 +3,8 @@ left alone when an API is configured. And silero-vad's import no longer changes 
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -15,6 +17,7 @@ def test_no_local_server_when_an_api_is_configured():
         assert prefect_env.start_local_server() is None
 
 
+@pytest.mark.slow
 def test_local_server_runs_the_flow_and_is_stopped(tmp_path):
     """A flow run through the started server is recorded there (read back through its API), and the server
     process is gone afterwards. In a child process: Prefect reads its settings when imported."""

@@ -136,6 +136,7 @@ def test_dfn3_pair_follows_the_dialogue_pan(tmp_path):
     assert si_sdr(left_heavy, dx) > si_sdr(left_heavy, mix) + GAIN_DFN3_PAN_DB
 
 
+@pytest.mark.slow
 def test_bundled_dme_small_beats_the_mixture(tmp_path):
     """The project's own trained demucs-format model (models/dme-small-*.safetensors, trained on the generated
     corpus) resolves by name offline and improves dialogue over the unprocessed mix on unseen material."""

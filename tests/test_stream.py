@@ -129,7 +129,8 @@ def test_wav_writer_writes_a_complete_file_or_nothing(tmp_path):
 # ---------------------------------------------------------------------------------------------- separation
 
 @pytest.mark.parametrize("layout,channels,rate,overlap", [
-    ("stereo", 2, 48000, 0.25), ("stereo", 2, 44100, 0.5), ("mono", 1, 48000, 0.25), ("5.1", 6, 48000, 0.25)])
+    ("stereo", 2, 48000, 0.25), pytest.param("stereo", 2, 44100, 0.5, marks=pytest.mark.slow),
+    ("mono", 1, 48000, 0.25), pytest.param("5.1", 6, 48000, 0.25, marks=pytest.mark.slow)])
 def test_demucs_blockwise_equals_whole_file(tiny, tmp_path, layout, channels, rate, overlap):
     """The issue's bar: block-wise within −60 dB of whole-file. Measured: float rounding (about −145 dB) or
     bit-exact, on a 13 s signal the tiny model (4 s segments) separates in 4 to 7 segments."""
@@ -147,6 +148,7 @@ def test_demucs_blockwise_equals_whole_file(tiny, tmp_path, layout, channels, ra
     assert not list(tmp_path.glob("*g0-*"))                      # per-group spill files are gone
 
 
+@pytest.mark.slow
 def test_demucs_bag_of_models_blockwise_equals_whole_file(tmp_path):
     from demucs.apply import BagOfModels
     from pipeline.models import ModelSpec
@@ -165,6 +167,7 @@ def test_demucs_bag_of_models_blockwise_equals_whole_file(tmp_path):
     assert error_db(got.dx.read(0, got.dx.frames), whole.dx) < -60
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seconds=st.floats(4.2, 11.0), overlap=st.sampled_from([0.1, 0.25, 0.5, 0.75]),
        segment=st.sampled_from([None, 1.5, 2.5]))
@@ -186,7 +189,7 @@ def test_demucs_segment_joins_property(tiny, tmp_path, seconds, overlap, segment
 
 @pytest.mark.parametrize("pairs,rate,layout,channels", [
     ("mid", 48000, "stereo", 2), ("mid", 44100, "stereo", 2), ("channels", 48000, "stereo", 2),
-    ("mid", 48000, "5.1", 6), ("channels", 48000, "mono", 1)])
+    pytest.param("mid", 48000, "5.1", 6, marks=pytest.mark.slow), ("channels", 48000, "mono", 1)])
 def test_dfn3_blockwise_equals_whole_file(tmp_path, pairs, rate, layout, channels):
     sep = Dfn3Separator(SeparationSettings(dfn3_pairs=pairs))
     mix = signal(5.3, rate, channels, seed=3)

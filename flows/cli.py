@@ -299,7 +299,7 @@ def cmd_run(args) -> int:
     from . import prefect_env
     prefect_env.configure()
     server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported
-    from .reel import run
+    from .reel import RunOptions, run
     import torch  # noqa: F401 - the flow needs it; imported here it overlaps the server's start (~2 s)
 
     out = args.out.expanduser().absolute()
@@ -308,8 +308,8 @@ def cmd_run(args) -> int:
     except OSError as exc:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
     with prefect_env.connected(server):
-        summary = run(list(args.inputs), out, spec, settings, profile, workers=args.workers, force=args.force,
-                      audio_stream=args.stream, dask=args.dask)
+        summary = run(list(args.inputs), out, spec, settings, profile,
+                      RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask))
     ok = sum(r.status == "ok" for r in summary.rows)
     skipped = sum(r.status == "skipped" for r in summary.rows)
     qc_failed = sum(r.qc == "fail" for r in summary.rows)
@@ -355,9 +355,10 @@ def cmd_serve(args) -> int:
         raise ConfigError("--pool registers on a Prefect server: set PREFECT_API_URL (http://HOST:4200/api)")
     from . import deploy, serve
 
+    options = serve.DropOptions(workers=args.workers, dask=args.dask, stream=args.stream,
+                                stereo_downmix=args.stereo_downmix)
     params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
-                              workers=args.workers, dask=args.dask, stream=args.stream,
-                              stereo_downmix=args.stereo_downmix)
+                              options=options)
     zone = args.timezone or serve.local_timezone()
     serve.schedule(args.cron, zone)
     what = (f"reelsplit-drop-folder/{args.name}: {params['drop']} -> {out}, cron {args.cron!r} ({zone}), "

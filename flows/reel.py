@@ -6,6 +6,7 @@ off: skipping finished work is decided by each title's manifest (content hash + 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -26,6 +27,17 @@ from pipeline.profiles import Profile
 from pipeline.report import ReportRow, write_reports
 
 from .steps import ReelJob, process_reel
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes: `workers` concurrent files (None: `auto_workers`), `force` reprocesses current titles,
+    `audio_stream` picks each file's audio stream (a:N), `dask` sends the files to Dask workers."""
+
+    workers: int | None = 1
+    force: bool = False
+    audio_stream: int = 0
+    dask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,17 +110,17 @@ def report_task(rows: list[ReportRow], out: Path, run_id: str, profile: Profile,
 
 @flow(name="reelsplit-run")
 def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile,
-              workers: int = 1, force: bool = False, audio_stream: int = 0) -> RunSummary:
+              options: RunOptions = RunOptions()) -> RunSummary:
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     items = discover(inputs)
     print(f"reelsplit: {len(items)} file(s), model {spec.label}, profile {profile.name}, out {out}")
-    jobs = [ReelJob(i.path, i.title, out / i.title, audio_stream) for i in items if not i.problem]
+    jobs = [ReelJob(i.path, i.title, out / i.title, options.audio_stream) for i in items if not i.problem]
     rows = [ReportRow(file=str(i.path), title=i.title, error=i.problem, stage="input", model=spec.name,
                       profile=profile.name) for i in items if i.problem]
     for row in rows:
         print(f"[{row.title}] FAILED at input: {row.file}: {row.error}")
-    set_torch_threads(min(workers, max(1, len(jobs))))   # fewer files than workers: more threads each
-    futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=force)
+    set_torch_threads(min(options.workers or 1, max(1, len(jobs))))   # fewer files than workers: more threads each
+    futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=options.force)
     rows += [f.result() for f in futures]
     csv, html = report_task(rows, out, run_id, profile, spec.label)
     return RunSummary(rows, csv, html, out)
@@ -135,15 +147,14 @@ def task_runner(workers: int = 1, dask: str | None = None):
 DASK_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}   # dotted: merged into the workers' config
 
 
-def run(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile, *,
-        workers: int | None = 1, force: bool = False, audio_stream: int = 0, dask: str | None = None) -> RunSummary:
-    """Run the flow with `workers` concurrent files (None: `auto_workers`): threads here, or Dask workers (see
-    `task_runner`)."""
-    if workers is None:
-        workers = auto_workers(inputs)
-    runner = task_runner(workers, dask)
+def run(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings, profile: Profile,
+        options: RunOptions = RunOptions()) -> RunSummary:
+    """Run the flow with `options.workers` concurrent files (None: `auto_workers`): threads here, or Dask
+    workers (see `task_runner`)."""
+    if options.workers is None:
+        options = dataclasses.replace(options, workers=auto_workers(inputs))
+    runner = task_runner(options.workers, options.dask)
     try:
-        return reel_flow.with_options(task_runner=runner)(
-            inputs, out, spec, settings, profile, workers=workers, force=force, audio_stream=audio_stream)
+        return reel_flow.with_options(task_runner=runner)(inputs, out, spec, settings, profile, options)
     finally:
         release_free_memory()     # the tuned allocator keeps freed blocks for the next segment, not when idle

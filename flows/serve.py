@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
@@ -28,7 +29,7 @@ from pipeline.models import resolve
 from pipeline.profiles import load_profile
 
 from .logs import OUR_LOGGERS, add_file_log
-from .reel import run
+from .reel import RunOptions, run
 
 DEPLOYMENT = "drop-folder"
 
@@ -37,21 +38,32 @@ class FilesFailed(RuntimeError):
     """Some files of a scheduled run failed (the others were delivered): the flow run ends Failed."""
 
 
+@dataclass(frozen=True)
+class DropOptions:
+    """How each scheduled run goes: `workers` files at once, `dask` a Dask scheduler address (or "local"),
+    `stream` which audio stream of each file, `stereo_downmix` stereo stems of 5.1 sources too."""
+
+    workers: int = 1
+    dask: str | None = None
+    stream: int = 0
+    stereo_downmix: bool = False
+
+
 @flow(name="reelsplit-drop-folder")
 def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None = None, config: str | None = None,
-              workers: int = 1, dask: str | None = None, stream: int = 0, stereo_downmix: bool = False) -> dict:
+              options: DropOptions = DropOptions()) -> dict:
     """Process every media file in `drop` into `out` (finished titles are skipped), then write the report.
     Parameters are names and paths only, as a deployment stores them; the settings, profile and model are
     resolved here, in the run. Ends Failed when a file failed."""
     settings = Settings.load(Path(config) if config else None)
-    if stereo_downmix:
+    if options.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
     spec, delivery = resolve(model or settings.separation.model), load_profile(profile)
     out_dir = Path(out)
     log = add_file_log(out_dir / "reports" / "reelsplit.log")
     try:
-        summary = run([Path(drop)], out_dir, spec, settings, delivery, workers=workers, dask=dask,
-                      audio_stream=stream)
+        summary = run([Path(drop)], out_dir, spec, settings, delivery,
+                      RunOptions(workers=options.workers, dask=options.dask, audio_stream=options.stream))
     finally:
         for name in OUR_LOGGERS:   # a served process runs many flows: one log handler per run
             logging.getLogger(name).removeHandler(log)
@@ -64,13 +76,11 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
 
 
 def parameters(drop: Path, out: Path, *, profile: str = "ebu-r128", model: str | None = None,
-               config: Path | None = None, workers: int = 1, dask: str | None = None, stream: int = 0,
-               stereo_downmix: bool = False) -> dict:
+               config: Path | None = None, options: DropOptions = DropOptions()) -> dict:
     """`drop_flow`'s parameters as the deployment stores them (JSON: absolute paths as strings)."""
     absolute = lambda p: str(Path(p).expanduser().absolute())  # noqa: E731
     return {"drop": absolute(drop), "out": absolute(out), "profile": profile, "model": model,
-            "config": absolute(config) if config else None, "workers": workers, "dask": dask, "stream": stream,
-            "stereo_downmix": stereo_downmix}
+            "config": absolute(config) if config else None, "options": dataclasses.asdict(options)}
 
 
 def local_timezone() -> str:

@@ -47,7 +47,7 @@ def _worker_state():
 def test_one_run_over_two_dask_workers_loads_the_model_once_per_worker(harness, tmp_path):
     from distributed import Client, LocalCluster
 
-    from flows.reel import DASK_WORKER_CONFIG, run
+    from flows.reel import DASK_WORKER_CONFIG, RunOptions, run
     from pipeline.config import Settings
     from pipeline.models import resolve
     from pipeline.profiles import load_profile
@@ -57,7 +57,7 @@ def test_one_run_over_two_dask_workers_loads_the_model_once_per_worker(harness, 
                       config=DASK_WORKER_CONFIG) as cluster, Client(cluster) as client:
         client.run(_count_on_worker)
         summary = run(inputs, tmp_path / "out", resolve("dfn3"), Settings.load(), load_profile("ebu-r128"),
-                      workers=2, dask=cluster.scheduler_address)
+                      RunOptions(workers=2, dask=cluster.scheduler_address))
         workers = client.run(_worker_state)
 
     assert [r.status for r in summary.rows] == ["ok"] * 4

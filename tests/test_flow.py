@@ -23,13 +23,13 @@ def _tone_and_noise(path, seconds, channels, layout, seed):
 
 
 def test_flow_with_demucs_model_and_two_workers(harness, tmp_path):
-    from flows.reel import run
+    from flows.reel import RunOptions, run
 
     model = write_tiny_model(tmp_path / "models", name="tiny_dme")
     inputs = [_tone_and_noise(tmp_path / "in" / f"r{i}.wav", 3, 2, "stereo", i) for i in range(2)]
     inputs.append(_tone_and_noise(tmp_path / "in" / "surround.wav", 2, 6, "5.1", 9))
     spec = resolve(str(model))
-    summary = run(inputs, tmp_path / "out", spec, Settings.load(), load_profile("atsc-a85"), workers=2)
+    summary = run(inputs, tmp_path / "out", spec, Settings.load(), load_profile("atsc-a85"), RunOptions(workers=2))
     assert summary.failed == 0
     assert [r.status for r in summary.rows] == ["ok"] * 3
     for row in summary.rows:
@@ -58,7 +58,7 @@ def test_netflix_dialog_gated_delivery(harness, tmp_path):
     """Netflix: dialog-gated -27 LKFS with the dialogue share known, mix/DX <= -2 dBTP and M&E <= -1 dBTP by
     ffmpeg's meter, 48 kHz out from a 44.1 kHz source; a reel without dialogue falls back to programme -24."""
     from conftest import ffmpeg_ebur128
-    from flows.reel import run
+    from flows.reel import RunOptions, run
     from pipeline.training.demo import make_demo_reel
 
     talk = make_demo_reel(tmp_path / "in" / "talk.wav", seconds=12, layout="stereo", seed=21, sample_rate=44100)
@@ -78,7 +78,7 @@ def test_netflix_dialog_gated_delivery(harness, tmp_path):
 
 
 def test_file_outside_the_spec_is_delivered_but_fails_qc(harness, tmp_path):
-    from flows.reel import run
+    from flows.reel import RunOptions, run
 
     spec_file = tmp_path / "stereo-only.yaml"
     spec_file.write_text("name: stereo-only\ntarget_lufs: -23\ntrue_peak_dbtp: -1\nlayouts: [stereo]\n")
@@ -94,7 +94,7 @@ def test_stereo_downmix_of_a_5_1_source(harness, tmp_path):
     import dataclasses
 
     from conftest import ffmpeg_ebur128
-    from flows.reel import run
+    from flows.reel import RunOptions, run
     from pipeline.training.demo import make_demo_reel
 
     reel = make_demo_reel(tmp_path / "in" / "sur.wav", seconds=8, layout="5.1", seed=41)
@@ -114,7 +114,7 @@ def test_stereo_downmix_of_a_5_1_source(harness, tmp_path):
 def test_title_lock_and_verify(harness, tmp_path):
     """A title another run holds is skipped with the reason (nothing of it touched); `reelsplit verify` checks
     every output against its manifest and names a damaged file."""
-    from flows.reel import run
+    from flows.reel import RunOptions, run
     from pipeline.outputs import title_lock
 
     reel = _tone_and_noise(tmp_path / "in" / "a.wav", 3, 2, "stereo", 5)

@@ -131,7 +131,7 @@ def _profile_spec():
 @pytest.fixture(scope="module")
 def batch(harness, corpus, tmp_path_factory):
     """The whole corpus in one in-process run (2 workers); two files vanish at chosen stages."""
-    from flows.reel import run
+    from flows.reel import RunOptions, run
     from pipeline import audio, media
 
     out = tmp_path_factory.mktemp("hostile-out")
@@ -142,7 +142,7 @@ def batch(harness, corpus, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setattr(media, "probe", _vanishing(media.probe, "probe"))
         mp.setattr(audio, "extract_to_raw", _vanishing(audio.extract_to_raw, "extract"))
-        summary = run(corpus.inputs(), out, spec, settings, profile, workers=2)
+        summary = run(corpus.inputs(), out, spec, settings, profile, RunOptions(workers=2))
     by_file = {r.file: r for r in summary.rows}
     rows = {name: by_file.get(os.fsdecode(path)) for name, path in corpus.cases.items()}
     return dict(corpus=corpus, out=out, summary=summary, rows=rows, before=before, after=snapshot(corpus.root),
@@ -321,13 +321,13 @@ def test_symlink_processed_under_its_own_name(batch):
 def test_audio_stream_1_picks_the_second_stream(harness, corpus, tmp_path_factory):
     """`--stream 1`: the mono a:1 of the two-stream file is separated and copied as the original track; a
     file with one audio stream fails with the count."""
-    from flows.reel import run
+    from flows.reel import RunOptions, run
 
     two, mono = corpus.cases["two_streams"], corpus.cases["mono"]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (two, mono)}
     out = tmp_path_factory.mktemp("hostile-stream1")
     spec, settings, profile = _profile_spec()
-    summary = run([two, mono], out, spec, settings, profile, audio_stream=1)
+    summary = run([two, mono], out, spec, settings, profile, RunOptions(audio_stream=1))
     rows = {Path(r.file).name: r for r in summary.rows}
     picked, single = rows[two.name], rows[mono.name]
     assert picked.status == "ok" and picked.channels == 1 and picked.layout == "mono", picked.error

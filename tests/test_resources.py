@@ -52,10 +52,10 @@ def _setup():
 
 def run_batch(inputs, out: Path, **kwargs):
     """The flow in-process; returns (rows by file name, what it printed)."""
-    from flows.reel import run
+    from flows.reel import RunOptions, run
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        summary = run(list(inputs), out, *_setup(), **kwargs)
+        summary = run(list(inputs), out, *_setup(), RunOptions(**kwargs))
     return {Path(r.file).name: r for r in summary.rows}, printed.getvalue()
 
 

@@ -2,7 +2,7 @@
 `pipeline.malloc.tune_malloc` (large blocks kept on the heap for reuse), each in a fresh process.
 
 The child process does what a `reelsplit run` task does for the separate stage: loads the model on a worker
-thread and runs `stream.separate_demucs_stream` there on a WAV of a seeded demo reel. It reports the stage's wall
+thread and runs its `separate` (block by block) there on a WAV of a seeded demo reel. It reports the stage's wall
 time, the process's user and kernel CPU seconds, minor page faults and peak RSS. Settings alternate within each
 round, so a drift of the machine's speed hits both alike.
 
@@ -41,7 +41,8 @@ def child(model: str, wav: Path) -> None:
     tuned = tune_malloc()
     import torch
 
-    from pipeline import stream
+    from pipeline.layout import LAYOUTS
+    from pipeline.readers import WavReader, Workspace
     from pipeline.config import Settings
     from pipeline.models import resolve
     from pipeline.separate import load_separator
@@ -52,15 +53,13 @@ def child(model: str, wav: Path) -> None:
     def stage() -> None:      # on a worker thread, as Prefect's task runner runs it
         settings = Settings.load(None)
         sep = load_separator(resolve(model), settings.separation, settings.stem_map)
-        reader = stream.WavReader(wav)
+        reader = WavReader(wav)
         work = wav.parent / f"work-{os.getpid()}"
         work.mkdir(exist_ok=True)
         t0 = time.perf_counter()
-        result = stream.separate_demucs_stream(sep, reader, reader.rate, "stereo", work)
-        out["separate_s"] = time.perf_counter() - t0
-        for f in (result.dx, result.mx, result.fx):
-            if f is not None:
-                f.remove()
+        with Workspace(work) as workspace:       # the stems' spill files are removed when it closes
+            sep.separate(reader, reader.rate, LAYOUTS["stereo"], workspace)
+            out["separate_s"] = time.perf_counter() - t0
         reader.close()
         work.rmdir()
 

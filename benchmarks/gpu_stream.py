@@ -49,11 +49,15 @@ def main() -> None:
     import torch
     from demucs.htdemucs import HTDemucs
 
-    from pipeline import stream
     from pipeline.config import SeparationSettings
+    from pipeline.layout import LAYOUTS
     from pipeline.models import ModelSpec, load_demucs, resolve
-    from pipeline.separate import DemucsSeparator
+    from pipeline.readers import ArrayReader, RawFile, Workspace
+    from pipeline.separate_demucs import DemucsSeparator
+    from reference.separate import demucs_whole
     from tiny_demucs import write_tiny_model
+
+    stereo = LAYOUTS["stereo"]
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0)
@@ -70,15 +74,15 @@ def main() -> None:
     for spec in (tiny, resolve("dme-small")):
         cpu = DemucsSeparator(load_demucs(spec), spec, SeparationSettings(device="cpu"))
         dev = DemucsSeparator(load_demucs(spec), spec, SeparationSettings(device=args.device))
-        ref = cpu.separate(mix, rate, "stereo").dx
-        got = stream.separate_demucs_stream(dev, stream.ArrayReader(mix), rate, "stereo", work)
+        ref = demucs_whole(cpu, mix, rate, "stereo").dx
+        got = dev.separate(ArrayReader(mix), rate, stereo, Workspace(work))
         checks.append(dict(model=spec.name, device=args.device,
                            stream_vs_cpu_whole_db=round(error_db(got.dx.read(0, got.dx.frames), ref), 1)))
         got.dx.remove()
         print(checks[-1], flush=True)
 
     # 2. speed: a reel of `minutes` in a spill file, streamed vs whole-file, after a warm-up
-    raw = stream.RawFile(work / "reel.f32", 2)
+    raw = RawFile(work / "reel.f32", 2)
     for i in range(int(args.minutes * 60 / 10) or 1):
         raw.append(signal(min(10.0, args.minutes * 60), rate, seed=i))
     seconds = raw.frames / rate
@@ -88,13 +92,13 @@ def main() -> None:
               ("dme-small", load_demucs(resolve("dme-small")), resolve("dme-small"))]
     for label, model, spec in models:
         sep = DemucsSeparator(model, spec, SeparationSettings(device=args.device))
-        sep.separate(whole_mix[: rate * 10], rate, "stereo")                       # warm-up
+        demucs_whole(sep, whole_mix[: rate * 10], rate, "stereo")                  # warm-up
         sync(args.device)
         t0 = time.perf_counter()
-        whole = sep.separate(whole_mix, rate, "stereo").dx
+        whole = demucs_whole(sep, whole_mix, rate, "stereo").dx
         sync(args.device)
         t1 = time.perf_counter()
-        got = stream.separate_demucs_stream(sep, raw, rate, "stereo", work)
+        got = sep.separate(raw, rate, stereo, Workspace(work))
         sync(args.device)
         t2 = time.perf_counter()
         rows.append(dict(model=label, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

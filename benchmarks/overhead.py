@@ -67,8 +67,8 @@ class ForwardClock:
             for m in list(getattr(model, "models", None) or [model]):
                 m.forward = self.wrap(m.forward, "separation")   # nn.Module.__call__ calls self.forward
                 self._restore.append(lambda m=m: m.__dict__.pop("forward", None))
-        elif hasattr(separator, "_factory"):                     # Dfn3Separator: a runtime per channel
-            factory, clock = separator._factory, self
+        elif hasattr(separator, "new_runtime"):                  # Dfn3Separator: a runtime per channel
+            factory, clock = separator.new_runtime, self
 
             class TimedDfn3:
                 def __init__(self):
@@ -79,8 +79,8 @@ class ForwardClock:
                 def __getattr__(self, name):
                     return getattr(self._inner, name)
 
-            separator._factory = TimedDfn3
-            self._restore.append(lambda: setattr(separator, "_factory", factory))
+            separator.new_runtime = TimedDfn3                    # an instance attribute over the method
+            self._restore.append(lambda: separator.__dict__.pop("new_runtime", None))
         else:
             raise BenchmarkError(f"do not know how to time the forward passes of {type(separator).__name__}")
         from pipeline import vad

@@ -24,10 +24,12 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.cleanup import clean_dialogue  # noqa: E402
+from pipeline.cleanup import make_cleaner  # noqa: E402
 from pipeline.config import SeparationSettings  # noqa: E402
+from pipeline.layout import LAYOUTS  # noqa: E402
 from pipeline.models import BUNDLED_REPO, ModelSpec, repo_entries, resolve, user_model_repo  # noqa: E402
-from pipeline.separate import Separation, load_separator  # noqa: E402
+from pipeline.readers import ArrayReader, Workspace  # noqa: E402
+from pipeline.separate import load_separator  # noqa: E402
 
 RATE = 48000
 
@@ -117,33 +119,34 @@ def methods(model_specs: list[str]) -> dict[str, callable]:
         return dx, mix - dx
     out["noisereduce alone"] = noisereduce_only
     dfn3 = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), settings)
-    out["dfn3 (default: mid + pan)"] = lambda mix: _pair(dfn3.separate(mix, RATE, "stereo"))
-
-    def dfn3_then_noisereduce(mix):     # what `cleanup: noisereduce` does after DFN3 (ebu-r128's strength)
-        from pipeline.profiles import load_profile
-        cleaned = clean_dialogue(mix, dfn3.separate(mix, RATE, "stereo"), RATE, method="noisereduce",
-                                 strength=load_profile("ebu-r128").noise_reduction)
-        return cleaned.dx, cleaned.me
-    out["dfn3 → noisereduce"] = dfn3_then_noisereduce
+    out["dfn3 (default: mid + pan)"] = lambda mix: _stream(dfn3, mix)
+    out["dfn3 → noisereduce"] = lambda mix: _stream(dfn3, mix, "noisereduce")   # `cleanup: noisereduce` after it
     per_channel = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), replace(settings, dfn3_pairs="channels"))
-    out["dfn3 per channel"] = lambda mix: _pair(per_channel.separate(mix, RATE, "stereo"))
+    out["dfn3 per channel"] = lambda mix: _stream(per_channel, mix)
     specs = [resolve(s) for s in model_specs]
     installed = {**repo_entries(BUNDLED_REPO), **repo_entries(user_model_repo())}
     specs += [resolve(name) for name in installed if name not in {s.name for s in specs}]
     for spec in specs:
         sep = load_separator(spec, settings)
-        out[f"demucs {spec.name}"] = lambda mix, sep=sep: _pair(sep.separate(mix, RATE, "stereo"))
-
-        def then_dfn3(mix, sep=sep):
-            first = sep.separate(mix, RATE, "stereo")
-            cleaned = clean_dialogue(mix, first, RATE, method="dfn3")
-            return cleaned.dx, cleaned.me
-        out[f"demucs {spec.name} → dfn3"] = then_dfn3
+        out[f"demucs {spec.name}"] = lambda mix, sep=sep: _stream(sep, mix)
+        out[f"demucs {spec.name} → noisereduce"] = lambda mix, sep=sep: _stream(sep, mix, "noisereduce")
+        out[f"demucs {spec.name} → dfn3"] = lambda mix, sep=sep: _stream(sep, mix, "dfn3")
     return out
 
 
-def _pair(sep: Separation):
-    return sep.dx, sep.me
+def _stream(sep, mix: np.ndarray, cleanup: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """(DX, M&E) of a stereo mix as `reelsplit run` makes them: the separator block by block, then the clean-up
+    (`cleanup: noisereduce` at ebu-r128's strength, or `dfn3`), through spill files in a temporary folder."""
+    import tempfile
+
+    from pipeline.profiles import load_profile
+
+    with tempfile.TemporaryDirectory() as folder, Workspace(Path(folder)) as workspace:
+        stems = sep.separate(ArrayReader(mix), RATE, LAYOUTS["stereo"], workspace)
+        cleaner = make_cleaner(cleanup, load_profile("ebu-r128").noise_reduction, SeparationSettings())
+        dx = cleaner.clean(stems.dx, RATE, LAYOUTS["stereo"], workspace)
+        dx = dx.read(0, dx.frames)
+    return dx, mix - dx
 
 
 def run(mixtures: list[Mixture], funcs: dict[str, callable]) -> tuple[list[dict], list[dict]]:

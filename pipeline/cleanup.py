@@ -42,7 +42,7 @@ def auto_reason(model_kind: str) -> str:
 
 @dataclass
 class CleanupStats:
-    """Running totals of one `clean_stream`, complete once its last block has been taken.
+    """Running totals of one `NoiseReduce.blocks`, complete once its last block has been taken.
 
     `method`/`strength`: "none", 0.0 when nothing was cleaned (method "none", strength 0 or an all-zero DX);
     `removed_db` = level of what was removed relative to DX, dB.

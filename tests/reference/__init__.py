@@ -1,0 +1,1 @@
+"""Whole-array reference implementations (oracles) the tests compare the production streaming code with."""

@@ -306,11 +306,10 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
     sources = {"MIX": mix, "DX": dx, "ME": stream_io.Difference(mix, dx)}
     sources.update({k: f for k, f in (("MX", separation.mx), ("FX", separation.fx)) if f is not None})
     with timed("loudness"):
-        plan = deliver.plan_delivery(sources, rate, layout, profile, speech_blocks=speech_blocks)
+        plan = deliver.plan_delivery(sources, deliver.DeliverySettings(rate, layout, profile, speech_blocks))
     with timed("write"):
-        delivered = deliver.deliver_stream(sources, rate, layout, profile,
-                                           _wav_writers(job, rate, layout, profile, spec.name, timeout),
-                                           speech_blocks=speech_blocks, plan=plan)
+        delivered = deliver.deliver_stream(sources, deliver.DeliverySettings(rate, layout, profile, speech_blocks),
+                                           _wav_writers(job, rate, layout, profile, spec.name, timeout), plan=plan)
         wavs = dict(delivered.paths)
         row.input_lufs, row.gain_db = delivered.input.integrated_lufs, delivered.gain_db
         row.limiter_db = delivered.limiter_db
@@ -323,9 +322,9 @@ def _stream_stages(job, spec, settings, profile, say, row, timed, info, stream, 
             readers = {name: stream_io.WavReader(path) for name, path in wavs.items()}
             try:
                 stereo = {name: stream_io.Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
-                again = deliver.deliver_stream(stereo, rate, "stereo", profile,
+                again = deliver.deliver_stream(stereo, deliver.DeliverySettings(rate, "stereo", profile, speech_blocks),
                                                _wav_writers(job, rate, "stereo", profile, spec.name, timeout,
-                                                            "stereo"), speech_blocks=speech_blocks)
+                                                            "stereo"))
             finally:
                 for r in readers.values():
                     r.close()

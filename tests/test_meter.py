@@ -1,5 +1,5 @@
 """pipeline.meter (streaming loudness, true peak, true-peak limiter) and qc.check_stems_stream against the
-whole-array reference functions of pipeline.loudness and qc.check_stems, fed in random-size blocks (empty
+whole-array reference functions of pipeline.loudness and reference.qc.check_stems, fed in random-size blocks (empty
 ones and single samples included).
 
 Tolerances: gating blocks, short-term series, LRA, gated loudness 1e-9 LU and true peak 1e-9 dB (same
@@ -22,6 +22,7 @@ from pipeline import demo, loudness, meter, qc, vad
 from pipeline.errors import PipelineError
 from pipeline.meter import LoudnessMeter, StreamingLimiter, TruePeakMeter
 from pipeline.profiles import load_profile
+from reference import qc as oracle_qc
 
 try:  # property tests when hypothesis is installed (the `test` extra), seeded random cuts otherwise
     from hypothesis import given, settings, strategies as st
@@ -449,7 +450,7 @@ def test_check_stems_stream_equals_check_stems(tmp_path, sources, layout, profil
     wavs = {name: write_wav(tmp_path / f"{name}.wav", a, RATE, layout) for name, a in
             (("MIX", mix), ("DX", dx), ("ME", me))}
     prof = load_profile(profile)
-    ref = qc.check_stems(wavs, layout, prof)
+    ref = oracle_qc.check_stems(wavs, layout, prof)
     read = {name: sf.read(str(p), dtype="float32", always_2d=True)[0] for name, p in wavs.items()}
     speech, me_speech = vad.speech_regions(read["DX"], RATE), vad.speech_regions(read["ME"], RATE)
     ours = qc.check_stems_stream(wavs, layout, prof, speech, me_speech, block_s=0.77)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import MediaError
 from .layout import find_layout
-from .loudness import integrated_loudness
+from .meter import integrated_loudness
 from .outputs import write_text_atomic
 from .timecode import Rate, format_timecode
 from .vad import RegionLike, merge_regions

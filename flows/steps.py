@@ -254,9 +254,13 @@ def _sources(reel: Reel) -> dict[str, Reader]:
     return sources
 
 
+def _delivery(reel: Reel, layout: str) -> deliver.DeliverySettings:
+    """The delivery of this reel's stems in `layout`: its rate, the profile, the gating blocks with speech."""
+    return deliver.DeliverySettings(reel.rate, layout, reel.profile, reel.speech.blocks)
+
+
 def _loudness(reel: Reel) -> None:
-    reel.plan = deliver.plan_delivery(_sources(reel), reel.rate, reel.probed.layout.name, reel.profile,
-                                      speech_blocks=reel.speech.blocks)
+    reel.plan = deliver.plan_delivery(_sources(reel), _delivery(reel, reel.probed.layout.name))
 
 
 def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
@@ -276,8 +280,7 @@ def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
 def _write(reel: Reel) -> None:
     """The stems to spec (one gain and limiter for all) as broadcast WAVs; the spill files are freed."""
     layout = reel.probed.layout.name
-    reel.delivered = deliver.deliver_stream(_sources(reel), reel.rate, layout, reel.profile,
-                                            _wav_writers(reel, layout), speech_blocks=reel.speech.blocks,
+    reel.delivered = deliver.deliver_stream(_sources(reel), _delivery(reel, layout), _wav_writers(reel, layout),
                                             plan=reel.plan)
     reel.wavs = dict(reel.delivered.paths)
     reel.workspace.close()          # the stems are written: free the disk before remux and QC
@@ -292,8 +295,7 @@ def _write_stereo(reel: Reel) -> None:
     readers = {name: WavReader(path) for name, path in reel.wavs.items()}
     try:
         stereo = {name: Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
-        again = deliver.deliver_stream(stereo, reel.rate, "stereo", reel.profile,
-                                       _wav_writers(reel, "stereo", "stereo"), speech_blocks=reel.speech.blocks)
+        again = deliver.deliver_stream(stereo, _delivery(reel, "stereo"), _wav_writers(reel, "stereo", "stereo"))
     finally:
         for r in readers.values():
             r.close()

@@ -1,6 +1,7 @@
-"""Delivery gain: one gain takes the profile's measurement (programme, dialog-gated or the dialogue stem) to its
-target; the same gain, and the same limiter envelope when a true-peak ceiling needs one, goes to every stem, so
-DX + M&E still sums to the delivered mix and no output exceeds its ceiling."""
+"""Delivery gain, block by block: one gain takes the profile's measurement (programme, dialog-gated or the dialogue
+stem) to its target; the same gain, and the same limiter envelope when a true-peak ceiling needs one, goes to every
+stem, so DX + M&E still sums to the delivered mix and no output exceeds its ceiling. Memory does not grow with the
+programme's length."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import loudness
+from .loudness import Loudness, gain_to_target
+from .meter import LoudnessMeter, StreamingLimiter, TruePeakMeter
 from .profiles import Profile
 
 MAX_PASSES = 5
@@ -17,18 +19,7 @@ MAX_GAIN_DB = 30.0
 CONVERGED_LU = 0.05
 
 
-@dataclass(frozen=True)
-class Delivery:
-    stems: dict[str, np.ndarray]   # "MIX", "DX", "ME" (+ "MX", "FX"): (samples, channels) float32, delivered
-    input: loudness.Loudness       # the original mix
-    measurement: str               # what the gain was computed from (after any fallback)
-    target_lufs: float             # the target of that measurement
-    measured_lufs: float           # that measurement before the gain, LUFS
-    speech_pct: float              # share of gating blocks with dialogue (nan when no VAD mask was given)
-    gain_db: float                 # static gain applied to everything
-    limiter_db: float              # the limiter's largest gain reduction (0.0 when it did not engage)
-    seconds: float
-
+# ------------------------------------------------------------------------------------------------ the measurement
 
 def choose_measurement(profile: Profile, speech_pct: float) -> tuple[str, float]:
     """(measurement, target): dialog-gated falls back to the programme when there is too little dialogue."""
@@ -38,78 +29,44 @@ def choose_measurement(profile: Profile, speech_pct: float) -> tuple[str, float]
     return profile.measurement, profile.target_lufs
 
 
-def measure_for(measurement: str, mix: np.ndarray, dx: np.ndarray, rate: int, layout: str,
-                speech_blocks: np.ndarray | None) -> float:
-    """The loudness `measurement` of (samples, channels) audio at `rate`, in LUFS."""
-    if measurement == "dialogue-stem":
-        return loudness.integrated_loudness(dx, rate, layout)
+def measured_stem(measurement: str) -> str:
+    """The stem `measurement` reads: "DX" for the dialogue stem, "MIX" for the programme and dialog-gated."""
+    return "DX" if measurement == "dialogue-stem" else "MIX"
+
+
+def read_measurement(measurement: str, meter: LoudnessMeter, speech_blocks: np.ndarray | None) -> float:
+    """The value of `measurement`, LUFS, from the LoudnessMeter of its `measured_stem`: the gating blocks marked in
+    `speech_blocks` (bool per block) for dialog-gated, else integrated loudness."""
     if measurement == "dialog-gated":
-        return loudness.gated_loudness(loudness.gating_blocks(mix, rate, layout), speech_blocks)
-    return loudness.integrated_loudness(mix, rate, layout)
+        return meter.gated(speech_blocks)
+    return meter.integrated()
 
 
-def deliver(mix: np.ndarray, stems: dict[str, np.ndarray], rate: int, layout: str, profile: Profile,
-            speech_blocks: np.ndarray | None = None) -> Delivery:
-    """Gain everything so the profile's measurement reaches its target, then limit to the ceilings.
+# ------------------------------------------------------------------------------------------------ delivery
 
-    `mix` and `stems` ("DX", "ME", ...) are (samples, channels) at `rate` Hz; `speech_blocks` marks the
-    BS.1770 gating blocks (400 ms, 100 ms hop) with dialogue, needed for dialog-gated profiles.
-    """
-    start = time.perf_counter()
-    if profile.measurement == "dialog-gated" and speech_blocks is None:
-        raise ValueError("a dialog-gated profile needs the speech blocks of the dialogue stem")
-    speech_pct = 100.0 * float(np.mean(speech_blocks)) if speech_blocks is not None and len(speech_blocks) else math.nan
-    measurement, target = choose_measurement(profile, speech_pct)
-    before = measure_for(measurement, mix, stems["DX"], rate, layout, speech_blocks)
-    gain_db = loudness.gain_to_target(before, target, MAX_GAIN_DB)
-    names = ["MIX", *stems]
-    sources = [mix, *stems.values()]
-    # Each signal scaled by its own ceiling, so one limiter run at 0 dBTP holds every ceiling with one envelope.
-    ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
-    # When the limiter engages it lowers the loudness too (on peaky material by more than a dB), so the
-    # static gain is corrected by what the limited result still misses, a few times, as two-pass normalisers do.
-    limiter_db = 0.0
-    for pass_no in range(MAX_PASSES):
-        gained = [loudness.apply_gain(x, gain_db) for x in sources]
-        scaled = [loudness.apply_gain(x, -c) for x, c in zip(gained, ceilings)]
-        limiter = loudness.true_peak_limiter(scaled, rate, 0.0)
-        if limiter.gain is None:
-            limiter_db = 0.0
-            break
-        gained = loudness.apply_limiter(gained, limiter)
-        limiter_db = limiter.max_reduction_db
-        delivered = dict(zip(names, gained))
-        missing = target - measure_for(measurement, delivered["MIX"], delivered["DX"], rate, layout, speech_blocks)
-        if abs(missing) <= CONVERGED_LU or pass_no == MAX_PASSES - 1 or gain_db + missing > MAX_GAIN_DB:
-            break
-        gain_db += missing
-    return Delivery(dict(zip(names, gained)), loudness.measure(mix, rate, layout), measurement, target, before,
-                    speech_pct, gain_db, limiter_db, time.perf_counter() - start)
+@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays field by field is ambiguous
+class DeliverySettings:
+    """What one programme is delivered to and how it is read."""
 
+    rate: int                                # Hz, of every source
+    layout: str                              # the sources' channel layout (pipeline.layout), e.g. "5.1"
+    profile: Profile
+    speech_blocks: np.ndarray | None = None  # bool per BS.1770 gating block (400 ms every 100 ms): dialogue in
+                                             # it; dialog-gated profiles need it
+    block: int = 1 << 18                     # samples read at a time
 
-# ------------------------------------------------------------------------------------------------ block by block
-
-@dataclass(frozen=True)
-class StreamDelivery:
-    """`deliver` done block by block: the delivered stems went straight to their writers (`paths`)."""
-
-    paths: dict[str, "object"]     # "MIX", "DX", "ME" (+ "MX", "FX") → what each writer's close() returned
-    input: loudness.Loudness       # the original mix
-    measurement: str
-    target_lufs: float
-    measured_lufs: float
-    speech_pct: float
-    gain_db: float
-    limiter_db: float
-    passes: int                    # passes over the audio that wrote (1 unless the limiter needed a correction)
-    seconds: float
+    def __post_init__(self):
+        if self.profile.measurement == "dialog-gated" and self.speech_blocks is None:
+            raise ValueError("a dialog-gated profile needs the speech blocks of the dialogue stem")
+        if self.block < 1:
+            raise ValueError(f"block must be at least 1 sample, got {self.block}")
 
 
 @dataclass(frozen=True)
 class DeliveryPlan:
     """What the measurement pass of `deliver_stream` found: the gain to start from."""
 
-    input: loudness.Loudness
+    input: Loudness
     measurement: str
     target_lufs: float
     measured_lufs: float
@@ -117,103 +74,110 @@ class DeliveryPlan:
     gain_db: float
 
 
-def _measured(measurement: str, mix_meter, dx_meter, speech_blocks: np.ndarray | None) -> float:
-    """The value of `measurement` from streaming meters of the mix and of DX (only the one it reads is needed)."""
-    if measurement == "dialogue-stem":
-        return dx_meter.integrated()
-    if measurement == "dialog-gated":
-        return mix_meter.gated(speech_blocks)
-    return mix_meter.integrated()
+@dataclass(frozen=True)
+class StreamDelivery:
+    """What `deliver_stream` did: the delivered stems went straight to their writers (`paths`)."""
+
+    paths: dict[str, "object"]     # "MIX", "DX", "ME" (+ "MX", "FX") → what each writer's close() returned
+    input: Loudness                # the original mix
+    measurement: str               # what the gain was computed from (after any fallback)
+    target_lufs: float             # the target of that measurement
+    measured_lufs: float           # that measurement before the gain, LUFS
+    speech_pct: float              # share of gating blocks with dialogue (nan when no VAD mask was given)
+    gain_db: float                 # static gain applied to everything
+    limiter_db: float              # the limiter's largest gain reduction (0.0 when it did not engage)
+    passes: int                    # passes over the audio that wrote (1 unless the limiter needed a correction)
+    seconds: float
 
 
-def plan_delivery(sources: dict, rate: int, layout: str, profile: Profile, *,
-                  speech_blocks: np.ndarray | None = None, block: int = 1 << 18) -> DeliveryPlan:
+def plan_delivery(sources: dict, settings: DeliverySettings) -> DeliveryPlan:
     """The measurement pass: the mix's loudness, the profile's measurement (after any fallback) and the gain
     that takes it to target. `sources` as for `deliver_stream`."""
-    from .meter import LoudnessMeter, TruePeakMeter
-
-    if profile.measurement == "dialog-gated" and speech_blocks is None:
-        raise ValueError("a dialog-gated profile needs the speech blocks of the dialogue stem")
+    speech_blocks, block = settings.speech_blocks, settings.block
     speech_pct = 100.0 * float(np.mean(speech_blocks)) if speech_blocks is not None and len(speech_blocks) else math.nan
-    measurement, target = choose_measurement(profile, speech_pct)
-    mix, dx = sources["MIX"], sources["DX"]
-    lm, tp = LoudnessMeter(rate, mix.channels, layout), TruePeakMeter(rate, mix.channels)
-    dm = LoudnessMeter(rate, dx.channels, layout) if measurement == "dialogue-stem" else None
+    measurement, target = choose_measurement(settings.profile, speech_pct)
+    stem, mix = measured_stem(measurement), sources["MIX"]
+    meters = {name: LoudnessMeter(settings.rate, sources[name].channels, settings.layout) for name in ("MIX", stem)}
+    peak = TruePeakMeter(settings.rate, mix.channels)
     for s in range(0, mix.frames, block):
         chunk = mix.read(s, block)
-        lm.add(chunk)
-        tp.add(chunk)
-        if dm is not None:
-            dm.add(dx.read(s, block))
-    before = _measured(measurement, lm, dm, speech_blocks)
-    return DeliveryPlan(loudness.Loudness(lm.integrated(), tp.dbtp, tp.sample_peak_dbfs, lm.lra()), measurement,
-                        target, before, speech_pct, loudness.gain_to_target(before, target, MAX_GAIN_DB))
+        meters["MIX"].add(chunk)
+        peak.add(chunk)
+        if stem != "MIX":
+            meters[stem].add(sources[stem].read(s, block))
+    before = read_measurement(measurement, meters[stem], speech_blocks)
+    lm = meters["MIX"]
+    return DeliveryPlan(Loudness(lm.integrated(), peak.dbtp, peak.sample_peak_dbfs, lm.lra()), measurement,
+                        target, before, speech_pct, gain_to_target(before, target, MAX_GAIN_DB))
 
 
-def deliver_stream(sources: dict, rate: int, layout: str, profile: Profile, open_writer, *,
-                   speech_blocks: np.ndarray | None = None, plan: DeliveryPlan | None = None,
-                   block: int = 1 << 18) -> StreamDelivery:
-    """`deliver` block by block, in memory that does not grow with the length.
+def deliver_stream(sources: dict, settings: DeliverySettings, open_writer, *,
+                   plan: DeliveryPlan | None = None) -> StreamDelivery:
+    """Gain everything so the profile's measurement reaches its target, limit to the ceilings, and write, block by
+    block in memory that does not grow with the length.
 
     `sources` maps "MIX", "DX", "ME" (+ "MX", "FX") to aligned readers (`frames`, `channels`,
     `read(start, count)`); `open_writer(name, channels)` returns a writer with `write(block)`, `close()` and
     `abort()` (stream.WavWriter). The measurement pass (`plan_delivery`, unless `plan` is given) finds the
-    gain; each following pass gains, limits (one shared true-peak limiter, each signal scaled by its own
-    ceiling, as `deliver` does) and writes. When the limiter engaged and took the measurement more than
-    0.05 LU off target, the pass's files are discarded and the static gain corrected, up to MAX_PASSES
-    times, as `deliver` does.
+    gain; each following pass gains, limits and writes (`_write_pass`). When the limiter engaged, it lowers the
+    loudness too (on peaky material by more than a dB): if that took the measurement more than CONVERGED_LU off
+    target, the pass's files are discarded and the static gain corrected, up to MAX_PASSES passes, as two-pass
+    normalisers do.
     """
-    from .meter import LoudnessMeter, StreamingLimiter
-
     start = time.perf_counter()
-    plan = plan or plan_delivery(sources, rate, layout, profile, speech_blocks=speech_blocks, block=block)
-    measurement, target, gain_db = plan.measurement, plan.target_lufs, plan.gain_db
+    plan = plan or plan_delivery(sources, settings)
     names = ["MIX", *[n for n in sources if n != "MIX"]]
-    readers = [sources[n] for n in names]
-    frames = readers[0].frames
-
-    ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
-    limiter_db, passes = 0.0, 0
-    for pass_no in range(MAX_PASSES):
+    gain_db, passes = plan.gain_db, 0
+    while True:
         passes += 1
-        g = np.float32(10.0 ** (gain_db / 20.0))
-        scale = [np.float32(10.0 ** ((gain_db - c) / 20.0)) for c in ceilings]
-        limiter = StreamingLimiter(rate, len(names), 0.0)
-        writers = {n: open_writer(n, r.channels) for n, r in zip(names, readers)}
-        # the delivered measurement, for the correction: only the meter it reads (mix or DX)
-        on_dx = measurement == "dialogue-stem"
-        meter = LoudnessMeter(rate, sources["DX" if on_dx else "MIX"].channels, layout)
-        metered = names.index("DX" if on_dx else "MIX")
+        writers = {n: open_writer(n, sources[n].channels) for n in names}
         try:
-            def put(outs):
-                for n, out in zip(names, outs):
-                    if out.shape[0]:
-                        writers[n].write(out)
-                meter.add(outs[metered])
-
-            for s in range(0, frames, block):
-                xs = [r.read(s, block) for r in readers]
-                put(limiter.process([x * k for x, k in zip(xs, scale)], apply_to=[x * g for x in xs]))
-            if frames:
-                put(limiter.flush())
+            limiter_db, meter = _write_pass(sources, settings, plan.measurement, gain_db, writers)
+            missing = (plan.target_lufs - read_measurement(plan.measurement, meter, settings.speech_blocks)
+                       if limiter_db > 0 else 0.0)
+            if (limiter_db <= 0 or abs(missing) <= CONVERGED_LU or passes == MAX_PASSES
+                    or gain_db + missing > MAX_GAIN_DB):
+                paths = {n: w.close() for n, w in writers.items()}
+                break
         except BaseException:
             for w in writers.values():
                 w.abort()
             raise
-        limiter_db = limiter.max_reduction_db
-        missing = target - _measured(measurement, meter, meter, speech_blocks) if limiter_db > 0 else 0.0
-        final = (limiter_db <= 0 or abs(missing) <= CONVERGED_LU or pass_no == MAX_PASSES - 1
-                 or gain_db + missing > MAX_GAIN_DB)
-        if final:
-            try:
-                paths = {n: w.close() for n, w in writers.items()}
-            except BaseException:
-                for w in writers.values():
-                    w.abort()
-                raise
-            break
         for w in writers.values():
             w.abort()
         gain_db += missing
-    return StreamDelivery(paths, plan.input, measurement, target, plan.measured_lufs, plan.speech_pct, gain_db,
-                          limiter_db, passes, time.perf_counter() - start)
+    return StreamDelivery(paths, plan.input, plan.measurement, plan.target_lufs, plan.measured_lufs, plan.speech_pct,
+                          gain_db, limiter_db, passes, time.perf_counter() - start)
+
+
+def _write_pass(sources: dict, settings: DeliverySettings, measurement: str, gain_db: float,
+                writers: dict) -> tuple[float, LoudnessMeter]:
+    """One pass over `sources`: every block gained by `gain_db`, limited and handed to the writer of its name.
+
+    One StreamingLimiter for all signals, run at 0 dBTP on each signal scaled by its own ceiling (M&E may have its
+    own), its gain applied to the unscaled ones: one envelope holds every ceiling. Returns the limiter's largest
+    reduction (dB, 0.0 when it did not engage) and a LoudnessMeter of the delivered `measured_stem`.
+    """
+    names = list(writers)
+    readers = [sources[n] for n in names]
+    profile = settings.profile
+    ceilings = [profile.me_ceiling_dbtp if n == "ME" else profile.true_peak_dbtp for n in names]
+    g = np.float32(10.0 ** (gain_db / 20.0))
+    scale = [np.float32(10.0 ** ((gain_db - c) / 20.0)) for c in ceilings]
+    limiter = StreamingLimiter(settings.rate, len(names), 0.0)
+    stem = measured_stem(measurement)
+    meter, metered = LoudnessMeter(settings.rate, sources[stem].channels, settings.layout), names.index(stem)
+
+    def put(outs: list[np.ndarray]) -> None:
+        for writer, out in zip(writers.values(), outs):
+            if out.shape[0]:
+                writer.write(out)
+        meter.add(outs[metered])
+
+    frames = readers[0].frames
+    for s in range(0, frames, settings.block):
+        xs = [r.read(s, settings.block) for r in readers]
+        put(limiter.process([x * k for x, k in zip(xs, scale)], apply_to=[x * g for x in xs]))
+    if frames:
+        put(limiter.flush())
+    return limiter.max_reduction_db, meter

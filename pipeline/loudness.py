@@ -1,52 +1,46 @@
-"""ITU-R BS.1770-4 measurement, true peak, one gain to target, and a true-peak limiter.
+"""ITU-R BS.1770-4 definitions the streaming meters and limiter of pipeline.meter are built from: the constants,
+the K-weighting filter, the gates, the true-peak interpolator (annex 2), the gain to a target.
 
-Pure functions over numpy arrays: no file I/O, no Prefect. Audio is float32/float64 shaped
-(samples, channels) (a 1-D array is taken as mono), full scale = 1.0, sample rate in Hz.
-Loudness is in LUFS (= LKFS), loudness range in LU, peaks in dBFS / dBTP, gains in dB.
-Channel order and weights come from pipeline.layout (5.1: L R C LFE Ls Rs).
+Pure functions over numpy arrays: no file I/O, no state. Audio is float32/float64 shaped (samples, channels) (a 1-D
+array is taken as mono), full scale = 1.0, sample rate in Hz. Loudness is in LUFS (= LKFS), loudness range in LU,
+peaks in dBFS / dBTP, gains in dB. Channel order and weights come from pipeline.layout (5.1: L R C LFE Ls Rs).
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-import pyloudnorm
-import scipy.ndimage
 import scipy.signal
 
-from .errors import MediaError, PipelineError
+from .errors import MediaError
 from .layout import find_layout, supported
 
-log = logging.getLogger(__name__)
+HOP_S = 0.1  # one energy value per 100 ms: gating blocks are 4 hops (75 % overlap, eq. 3), short-term windows 30
+GATE_BLOCK_S = 0.400  # BS.1770-4 gating block T_g (eq. 3)
+SHORT_TERM_S = 3.0  # EBU Tech 3341/3342 short-term window
+ABS_GATE_LUFS = -70.0  # BS.1770-4 eq. 6 / Tech 3342 absolute gate
+REL_GATE_LU = -10.0  # BS.1770-4 eq. 7 relative gate
+LRA_REL_GATE_LU = -20.0  # Tech 3342 relative gate
+LRA_PERCENTILES = (10.0, 95.0)  # Tech 3342: LRA = 95th - 10th percentile of gated short-term loudness
 
-_K_FILTER_CLASS = "DeMan"
-
-_GATE_BLOCK_S = 0.400  # BS.1770-4 gating block T_g (eq. 3)
-_SHORT_TERM_S = 3.0  # EBU Tech 3341/3342 short-term window
-_ABS_GATE_LUFS = -70.0  # BS.1770-4 eq. 6 / Tech 3342 absolute gate
-_LRA_REL_GATE_LU = -20.0  # Tech 3342 relative gate
-_LRA_PERCENTILES = (10.0, 95.0)  # Tech 3342: LRA = 95th - 10th percentile of gated short-term loudness
-
-# Samples per processing block. Long inputs (a 2-hour reel) are processed block by block with overlap,
-# so extra memory stays O(block) besides the arrays the API returns.
-_BLOCK = 1 << 16
+# K-weighting (BS.1770-4 tables 1 and 2) for any rate, as Brecht De Man derived it: a high shelf and the RLB
+# high-pass, each from its analogue prototype by the bilinear transform; at 48 kHz they give the tables'
+# coefficients. The same filters as pyloudnorm's "DeMan" class (tests/test_loudness.py checks every bit).
+_SHELF_GAIN_DB, _SHELF_Q, _SHELF_HZ = 3.99984385397, 0.7071752369554193, 1681.9744509555319
+_SHELF_VB_EXPONENT = 0.499666774155  # the shelf's mid gain Vb = Vh ** this
+_HIGH_PASS_Q, _HIGH_PASS_HZ = 0.5003270373253953, 38.13547087613982
 
 # True-peak interpolator: a Kaiser-windowed sinc with T taps of the input on each side of the
 # interpolated point (2T taps per phase; BS.1770-4 annex 2's example uses 12, we use 16 to keep the
 # response flat within 0.02 dB to 19 kHz at 48 kHz, -0.35 dB at 20 kHz on the worst phase).
 # The cutoff sits at the input Nyquist frequency, so phase 0 returns the samples exactly (the true
 # peak is never below the sample peak).
-_TP_HALF_TAPS = 8
+TP_HALF_TAPS = 8
 _TP_KAISER_BETA = 5.0
 _SCREEN_CHUNK = 1024  # samples per screening chunk (>= 2T): chunks proven quiet skip interpolation
-
-
-# --------------------------------------------------------------------------------------------------
-# results
 
 
 @dataclass(frozen=True)
@@ -59,19 +53,11 @@ class Loudness:
     lra_lu: float  # EBU Tech 3342 loudness range; nan if shorter than 3 s or nothing above the gates
 
 
-@dataclass(frozen=True, eq=False)  # eq=False: comparing arrays field by field is ambiguous
-class LimiterResult:
-    """The one gain envelope to apply to every signal handed to `true_peak_limiter`."""
-
-    gain: np.ndarray | None  # float32 (samples,) linear gain in (0, 1]; None: the limiter did not engage
-    max_reduction_db: float  # largest reduction in dB (>= 0); 0.0 when it did not engage
-
-
 # --------------------------------------------------------------------------------------------------
 # input checks
 
 
-def _as_2d(audio: np.ndarray, name: str = "audio") -> np.ndarray:
+def as_2d(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     """View `audio` as (samples, channels); a 1-D array is mono. Raises ValueError on bad arrays."""
     x = np.asarray(audio)
     if x.ndim == 1:
@@ -83,7 +69,8 @@ def _as_2d(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     return x
 
 
-def _check_rate(rate: float) -> int:
+def check_rate(rate: float) -> int:
+    """`rate` as an int; ValueError unless it is a positive whole number of Hz."""
     if not (isinstance(rate, (int, np.integer)) or float(rate).is_integer()) or rate <= 0:
         raise ValueError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
     return int(rate)
@@ -100,96 +87,30 @@ def measured_channels(n_channels: int, layout: str | None) -> tuple[list[int], n
     return keep, np.array([lay.weights[i] for i in keep])
 
 
-def _db(linear: float) -> float:
+def db(linear: float) -> float:
     """20*log10 of an amplitude; -inf for 0."""
     return 20.0 * math.log10(linear) if linear > 0 else -math.inf
 
 
 # --------------------------------------------------------------------------------------------------
-# integrated loudness, short-term loudness, loudness range
-
-
-def integrated_loudness(audio: np.ndarray, rate: int, layout: str | None = None) -> float:
-    """BS.1770-4 gated integrated loudness of (samples, channels) audio, in LUFS.
-
-    Measured by pyloudnorm (K-weighting: BS.1770-4 tables 1-2, its "DeMan" filters; 400 ms
-    blocks with 75 % overlap, eq. 3; absolute gate -70 LUFS, eq. 6; relative gate -10 LU, eq. 7).
-    The layouts of pipeline.layout are supported (5.1 in L R C LFE Ls Rs order); for 5.1 the LFE is dropped (BS.1770-4 does not measure it) and
-    L R C Ls Rs go to pyloudnorm, which weights the surrounds by 1.41 (eq. 2, +1.5 dB).
-    Returns -inf for silence and for audio shorter than one 400 ms gating block.
-    Raises MediaError for any other channel count or layout.
-    """
-    rate = _check_rate(rate)
-    x = _as_2d(audio)
-    keep, _ = measured_channels(x.shape[1], layout)
-    if len(keep) < x.shape[1]:       # the LFE: pyloudnorm weights what is left by position (L R C Ls Rs)
-        x = x[:, keep]
-    if x.shape[0] < _GATE_BLOCK_S * rate:  # pyloudnorm raises here: one block is the shortest input
-        return -math.inf
-    return float(pyloudnorm.Meter(rate, filter_class=_K_FILTER_CLASS).integrated_loudness(x))
+# loudness
 
 
 @lru_cache(maxsize=16)
-def _k_weighting_sos(rate: int) -> np.ndarray:
-    """BS.1770-4 K-weighting as second-order sections (2, 6): shelving filter (table 1) then RLB
-    high-pass (table 2), taken from the same pyloudnorm meter integrated_loudness uses (so the
-    short-term and integrated figures agree)."""
-    filters = pyloudnorm.Meter(rate, filter_class=_K_FILTER_CLASS)._filters
-    # dict order is application order: shelving (stage 1), then high-pass (stage 2)
-    return np.array([np.concatenate([f.b, f.a]) for f in filters.values()])
-
-
-def windowed_loudness(
-    audio: np.ndarray, rate: int, layout: str | None = None, window_s: float = _SHORT_TERM_S, hop_s: float = 0.1
-) -> np.ndarray:
-    """Loudness of sliding windows (K-weighted, channel-weighted; BS.1770-4 eq. 2 with the block T_g
-    replaced by `window_s`), in LUFS, float64 shaped (windows,).
-
-    Value i measures [i*hop_s, i*hop_s + window_s) (complete windows only, as ffmpeg's ebur128 does):
-    window_s 3 s is short-term loudness (EBU Tech 3341), 0.4 s momentary loudness, and 0.4 s with a
-    0.1 s hop the gating blocks of BS.1770-4 eq. 3 (75 % overlap). Windowed silence reads -inf.
-    L = -0.691 + 10 log10(sum_i G_i z_i), z_i the mean square of K-weighted channel i.
-    """
-    rate = _check_rate(rate)
-    x = _as_2d(audio)
-    keep, weights = measured_channels(x.shape[1], layout)
-    hop = int(round(hop_s * rate))
-    n_win = int(round(window_s / hop_s))  # window length in hops
-    if hop < 1 or n_win < 1 or abs(n_win * hop_s - window_s) > 1e-9:
-        raise ValueError(f"window_s ({window_s}) must be a whole number of hops ({hop_s}) of at least 1 sample")
-    n_hops = x.shape[0] // hop
-    if n_hops < n_win:
-        return np.empty(0)
-
-    # Energy of each hop: sum over its samples of sum_i G_i y_i^2 (y = K-weighted), in blocks of
-    # whole hops; the filter state carries across blocks so the result does not depend on blocking.
-    sos = _k_weighting_sos(rate)
-    zi = np.zeros((sos.shape[0], 2, len(keep)))
-    energy = np.empty(n_hops)
-    hops_per_block = max(1, _BLOCK // hop)
-    for h0 in range(0, n_hops, hops_per_block):
-        h1 = min(n_hops, h0 + hops_per_block)
-        block = np.asarray(x[h0 * hop : h1 * hop, keep], dtype=np.float64)
-        y, zi = scipy.signal.sosfilt(sos, block, axis=0, zi=zi)
-        energy[h0:h1] = (np.square(y) @ weights).reshape(h1 - h0, hop).sum(axis=1)
-    # Windows of n_win hops; summed directly (no cumulative-sum cancellation after loud passages).
-    power = np.lib.stride_tricks.sliding_window_view(energy, n_win).sum(axis=1) / (n_win * hop)
-    with np.errstate(divide="ignore"):
-        return -0.691 + 10.0 * np.log10(power)
-
-
-def short_term_loudness(
-    audio: np.ndarray, rate: int, layout: str | None = None, hop_s: float = 0.1
-) -> np.ndarray:
-    """Short-term loudness (EBU Tech 3341: 3 s window), in LUFS, one value per `hop_s`; see windowed_loudness.
-    There are floor(duration/hop_s) - 3/hop_s + 1 values, none when the audio is shorter than 3 s."""
-    return windowed_loudness(audio, rate, layout, _SHORT_TERM_S, hop_s)
-
-
-def gating_blocks(audio: np.ndarray, rate: int, layout: str | None = None) -> np.ndarray:
-    """Loudness of the BS.1770-4 gating blocks (eq. 3: 400 ms, 75 % overlap), LUFS per block; block k
-    covers [0.1 k, 0.1 k + 0.4) s."""
-    return windowed_loudness(audio, rate, layout, _GATE_BLOCK_S, 0.1)
+def k_weighting_sos(rate: int) -> np.ndarray:
+    """BS.1770-4 K-weighting at `rate` Hz as second-order sections (2, 6) [b0 b1 b2 a0 a1 a2], a0 = 1: the
+    shelving filter (table 1), then the RLB high-pass (table 2)."""
+    k = np.tan(np.pi * _SHELF_HZ / rate)  # bilinear transform, prewarped at the shelf frequency
+    vh = np.power(10.0, _SHELF_GAIN_DB / 20.0)
+    vb = np.power(vh, _SHELF_VB_EXPONENT)
+    q = _SHELF_Q
+    a0 = 1.0 + k / q + k * k
+    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
+             1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    k, q = np.tan(np.pi * _HIGH_PASS_HZ / rate), _HIGH_PASS_Q
+    a0 = 1.0 + k / q + k * k
+    high_pass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    return np.array([shelf, high_pass], dtype=np.float64)
 
 
 def gated_loudness(block_lufs: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -200,37 +121,35 @@ def gated_loudness(block_lufs: np.ndarray, mask: np.ndarray | None = None) -> fl
     blocks = np.asarray(block_lufs, dtype=np.float64)
     if mask is not None:
         blocks = blocks[np.asarray(mask, dtype=bool)[: blocks.size]]
-    blocks = blocks[blocks > _ABS_GATE_LUFS]
+    blocks = blocks[blocks > ABS_GATE_LUFS]
     if blocks.size == 0:
         return -math.inf
-    relative = 10.0 * math.log10(float(np.mean(np.power(10.0, blocks / 10.0)))) - 10.0
+    relative = 10.0 * math.log10(float(np.mean(np.power(10.0, blocks / 10.0)))) + REL_GATE_LU
     blocks = blocks[blocks > relative]
     return float(10.0 * math.log10(float(np.mean(np.power(10.0, blocks / 10.0)))))
 
 
-def loudness_range(audio: np.ndarray, rate: int, layout: str | None = None) -> float:
-    """EBU Tech 3342 loudness range (LRA) of (samples, channels) audio, in LU.
+def gain_to_target(measured_lufs: float, target_lufs: float, max_gain_db: float = 30.0) -> float:
+    """Gain in dB that brings `measured_lufs` to `target_lufs`, clamped to +-max_gain_db.
 
-    Short-term loudness every 0.1 s; drop values below -70 LUFS (absolute gate) and below the
-    power mean of the remaining ones minus 20 LU (relative gate); LRA = 95th - 10th percentile.
-    nan when the audio is shorter than 3 s or no short-term value passes the gates (silence).
+    Silence (measured -inf) gets 0.0: there is nothing to bring to the target.
     """
-    st = short_term_loudness(audio, rate, layout)
-    st = st[st >= _ABS_GATE_LUFS]
-    if st.size == 0:
-        return math.nan
-    # Tech 3342: relative threshold = 10 log10(mean(10^(L_st/10))) - 20 LU
-    relative = 10.0 * math.log10(float(np.mean(np.power(10.0, st / 10.0)))) + _LRA_REL_GATE_LU
-    st = st[st >= relative]
-    low, high = np.percentile(st, _LRA_PERCENTILES)
-    return float(high - low)
+    if not math.isfinite(target_lufs):
+        raise ValueError(f"target loudness must be finite, got {target_lufs}")
+    if not max_gain_db >= 0:
+        raise ValueError(f"max_gain_db must be >= 0, got {max_gain_db}")
+    if measured_lufs == -math.inf:
+        return 0.0
+    if not math.isfinite(measured_lufs):
+        raise ValueError(f"measured loudness must be finite or -inf, got {measured_lufs}")
+    return float(min(max_gain_db, max(-max_gain_db, target_lufs - measured_lufs)))
 
 
 # --------------------------------------------------------------------------------------------------
 # true peak
 
 
-def _oversampling(rate: int) -> int:
+def oversampling(rate: int) -> int:
     """Oversampling factor for the true peak. BS.1770-4 annex 2 oversamples 48 kHz by 4 (to
     192 kHz) and lets higher input rates use a lower ratio; we keep the oversampled rate at
     >= 176.4 kHz (4 x 44.1 kHz): 4x below 176.4 kHz, 2x from 176.4 kHz, none from 352.8 kHz."""
@@ -246,7 +165,7 @@ def _tp_kernel(factor: int) -> tuple[np.ndarray, float]:
     """Polyphase weights (2T, factor-1) float32 for the interpolated values at n + k/factor,
     k = 1..factor-1, from input samples n + m, m = -T+1..T; and the largest per-phase L1 norm
     (a bound: |interpolated| <= L1 * max |x| over the taps)."""
-    t = _TP_HALF_TAPS
+    t = TP_HALF_TAPS
     if factor == 1:
         return np.zeros((2 * t, 0), np.float32), 1.0
     # Annex 2: zero-stuff by `factor`, low-pass at the original Nyquist frequency (gain `factor`).
@@ -261,8 +180,8 @@ def _tp_kernel(factor: int) -> tuple[np.ndarray, float]:
 
 
 def _signal_block(sig: np.ndarray, gain: np.ndarray | None, a: int, b: int) -> np.ndarray:
-    """float32 rows [a, b) of `sig` * `gain`, zero outside [0, len(sig)). Multiplied exactly as
-    `apply_limiter` does (float32 * float32), so what we verify is what gets delivered."""
+    """float32 rows [a, b) of `sig` * `gain`, zero outside [0, len(sig)). Multiplied as the limiter's output
+    is (float32 * float32), so what the limiter verifies is what gets delivered."""
     n = sig.shape[0]
     s0, s1 = max(a, 0), min(b, n)
     if s0 == a and s1 == b:
@@ -311,7 +230,7 @@ def _hot_runs(sample_abs: np.ndarray, length: int, bound: float, floor: float) -
 
 def _interpolated_abs(xb: np.ndarray, s: int, e: int, weights: np.ndarray) -> np.ndarray:
     """max over channels and phases k = 1..factor-1 of |x interpolated at i + k/factor| for outputs
-    i in [s, e) of a block whose rows are offset by T (see _peak_track). float32 (e - s,)."""
+    i in [s, e) of a block whose rows are offset by T (see peak_track). float32 (e - s,)."""
     n = e - s
     acc = np.empty((n, xb.shape[1]), np.float32)
     tmp = np.empty_like(acc)
@@ -325,17 +244,20 @@ def _interpolated_abs(xb: np.ndarray, s: int, e: int, weights: np.ndarray) -> np
     return _rowmax(best)
 
 
-def _peak_track(
+def peak_track(
     signals: Sequence[np.ndarray], gain: np.ndarray | None, lo: int, hi: int, factor: int, floor: float
 ) -> np.ndarray:
     """q[n] for n in [lo, hi): max over signals, channels and k = 0..factor-1 of
     |signal*gain interpolated at n + k/factor| (BS.1770-4 annex 2, before taking the overall max).
 
-    Exact wherever it exceeds `floor`. Where the L1 bound proves the interpolated values cannot
-    exceed `floor`, they are not computed and q is the sample peak there (<= floor and <= the exact
-    value), which makes typical programme material several times cheaper. float64 (hi - lo,).
+    `signals` are (samples, channels) float arrays indexed from 0 (zeros outside), `gain` None or float32
+    (samples,); `factor` from `oversampling`. The annex's 12.04 dB attenuation is for fixed-point headroom and
+    is not needed in floating point; the values at n = -1 and n = samples (the reconstruction's ramp in and
+    out) are computed like any other. Exact wherever it exceeds `floor`. Where the L1 bound proves the
+    interpolated values cannot exceed `floor`, they are not computed and q is the sample peak there (<= floor
+    and <= the exact value), which makes typical programme material several times cheaper. float64 (hi - lo,).
     """
-    t = _TP_HALF_TAPS
+    t = TP_HALF_TAPS
     weights, bound = _tp_kernel(factor)
     length = hi - lo
     q = np.zeros(length)
@@ -350,79 +272,12 @@ def _peak_track(
     return q
 
 
-def _max_abs(x: np.ndarray) -> float:
-    """max |x| over a (samples, channels) array, block by block (no full-size temporary)."""
-    peak = 0.0
-    for b0 in range(0, x.shape[0], _BLOCK):
-        peak = max(peak, float(np.abs(x[b0 : b0 + _BLOCK]).max()))
-    return peak
-
-
-def true_peak(audio: np.ndarray, rate: int) -> float:
-    """True peak of (samples, channels) audio in dBTP: max over all channels (LFE included).
-
-    BS.1770-4 annex 2: oversample 4x (polyphase FIR, see _TP_HALF_TAPS), take the max absolute
-    value. Rates from 176.4 kHz are oversampled only 2x and from 352.8 kHz not at all, as the
-    annex allows for high rates (see _oversampling). The annex's 12.04 dB attenuation is for
-    fixed-point headroom and is not needed in floating point. The interpolated values just before
-    the first and after the last sample (the reconstruction's ramp in/out) count too.
-    Silence -> -inf.
-    """
-    rate = _check_rate(rate)
-    x = _as_2d(audio)
-    factor = _oversampling(rate)
-    n = x.shape[0]
-    best = _max_abs(x)  # the true peak is never below the sample peak (phase 0 is exact)
-    if best == 0.0:
-        return -math.inf
-    for b0 in range(-1, n + 1, _BLOCK):  # q[-1] and q[n] cover [-1, 0) and [n, n+1)
-        b1 = min(n + 1, b0 + _BLOCK)
-        best = max(best, float(_peak_track([x], None, b0, b1, factor, best).max()))
-    return _db(best)
-
-
-def measure(audio: np.ndarray, rate: int, layout: str | None = None) -> Loudness:
-    """Integrated loudness, true peak, sample peak and loudness range of (samples, channels) audio."""
-    x = _as_2d(audio)
-    return Loudness(
-        integrated_lufs=integrated_loudness(x, rate, layout),
-        true_peak_dbtp=true_peak(x, rate),
-        sample_peak_dbfs=_db(_max_abs(x)),
-        lra_lu=loudness_range(x, rate, layout),
-    )
-
-
 # --------------------------------------------------------------------------------------------------
-# gain
-
-
-def gain_to_target(measured_lufs: float, target_lufs: float, max_gain_db: float = 30.0) -> float:
-    """Gain in dB that brings `measured_lufs` to `target_lufs`, clamped to +-max_gain_db.
-
-    Silence (measured -inf) gets 0.0: there is nothing to bring to the target.
-    """
-    if not math.isfinite(target_lufs):
-        raise ValueError(f"target loudness must be finite, got {target_lufs}")
-    if not max_gain_db >= 0:
-        raise ValueError(f"max_gain_db must be >= 0, got {max_gain_db}")
-    if measured_lufs == -math.inf:
-        return 0.0
-    if not math.isfinite(measured_lufs):
-        raise ValueError(f"measured loudness must be finite or -inf, got {measured_lufs}")
-    return float(min(max_gain_db, max(-max_gain_db, target_lufs - measured_lufs)))
-
-
-def apply_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
-    """`audio` (any shape, float) times 10^(gain_db/20), as a new float32 array. No clipping."""
-    return np.asarray(audio, dtype=np.float32) * np.float32(10.0 ** (gain_db / 20.0))
-
-
-# --------------------------------------------------------------------------------------------------
-# true-peak limiter
+# limiter settings
 
 
 def check_limiter_args(ceiling_dbtp: float, lookahead_ms: float, release_ms: float, margin_db: float) -> None:
-    """ValueError unless the limiter's settings make sense (both limiters check them the same way)."""
+    """ValueError unless the limiter's settings make sense."""
     if not math.isfinite(ceiling_dbtp):
         raise ValueError(f"ceiling must be finite, got {ceiling_dbtp}")
     if not lookahead_ms > 0 or not release_ms >= 0 or not margin_db >= 0:
@@ -430,146 +285,3 @@ def check_limiter_args(ceiling_dbtp: float, lookahead_ms: float, release_ms: flo
             "need lookahead_ms > 0, release_ms >= 0, margin_db >= 0; "
             f"got {lookahead_ms}, {release_ms}, {margin_db}"
         )
-
-
-def true_peak_limiter(
-    signals: Sequence[np.ndarray],
-    rate: int,
-    ceiling_dbtp: float,
-    lookahead_ms: float = 5.0,
-    release_ms: float = 50.0,
-    *,
-    margin_db: float = 0.05,
-) -> LimiterResult:
-    """One gain envelope that keeps every signal's true peak <= `ceiling_dbtp` once applied.
-
-    `signals` (e.g. the delivered mix, the dialogue stem, the M&E stem) are (samples, channels)
-    arrays of the same length (channel counts may differ). All receive the same gain, so a mix that
-    is the sum of stems still is after `apply_limiter`. The envelope reduces by the amount the
-    loudest of them needs (aiming `margin_db` under the ceiling), attacks linearly over the
-    lookahead, holds for `release_ms`, then returns to 1 over the lookahead again.
-
-    Engages only when some true peak exceeds the ceiling; otherwise returns gain None. After
-    computing the envelope it re-measures signal*gain (exactly as apply_limiter computes it) and
-    corrects again where inter-sample peaks moved over the ceiling, up to 3 corrections; the
-    returned gain is verified: true_peak(apply_limiter(signals, result)[i]) <= ceiling_dbtp for
-    every i (PipelineError if 3 corrections did not get there, which should not happen).
-    Vectorised and processed in blocks of _BLOCK samples, so a 2-hour reel needs memory for the
-    (samples,) float32 gain (two while correcting) plus O(block). `margin_db` (keyword only) is
-    how far under the ceiling the envelope aims.
-    """
-    rate = _check_rate(rate)
-    xs = [_as_2d(s, f"signals[{i}]") for i, s in enumerate(signals)]
-    if not xs:
-        raise ValueError("true_peak_limiter needs at least one signal")
-    n = xs[0].shape[0]
-    if any(x.shape[0] != n for x in xs):
-        raise ValueError(f"signals must have the same length, got {[x.shape[0] for x in xs]} samples")
-    check_limiter_args(ceiling_dbtp, lookahead_ms, release_ms, margin_db)
-    lookahead = max(1, round(lookahead_ms * rate / 1000.0))
-    hold = max(0, round(release_ms * rate / 1000.0))
-    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    target = ceiling * 10.0 ** (-margin_db / 20.0)
-    factor = _oversampling(rate)
-
-    gain: np.ndarray | None = None
-    max_corrections = 3
-    for sweep in range(max_corrections + 1):
-        envelope = _limiter_sweep(xs, gain, n, factor, ceiling, target, lookahead, hold)
-        if envelope is None:  # nothing over the ceiling: verified
-            break
-        if sweep == max_corrections:
-            raise PipelineError(
-                f"true-peak limiter could not hold {ceiling_dbtp} dBTP after {max_corrections} passes"
-            )
-        log.debug("limiter sweep %d: min gain %.2f dB", sweep, _db(float(envelope.min())))
-        if gain is None:
-            gain = envelope
-        else:
-            gain *= envelope
-    if gain is None:
-        return LimiterResult(gain=None, max_reduction_db=0.0)
-    return LimiterResult(gain=gain, max_reduction_db=-_db(float(gain.min())))
-
-
-def _limiter_sweep(
-    xs: list[np.ndarray],
-    gain: np.ndarray | None,
-    n_samples: int,
-    factor: int,
-    ceiling: float,
-    target: float,
-    lookahead: int,
-    hold: int,
-) -> np.ndarray | None:
-    """One pass over signal*gain: the extra envelope (float32 (n_samples,)) that brings every true
-    peak to <= `target`, or None when no true peak exceeds `ceiling` (no correction needed).
-
-    Per original sample n (A = lookahead, H = hold, both in samples):
-      1. p[n] = max(q[n-1], q[n]): q[n] is the oversampled peak over [n, n+1) across all signals and
-         channels, so p[n] covers both intervals the sample borders (the first and last sample also
-         take the reconstruction's ramp in [-1, 0) and out [N, N+1), N = n_samples);
-      2. r[n] = min(1, target / p[n]), the gain sample n needs;  d = 1 - r, the reduction;
-      3. h[k] = max(d[k-H .. k+A])  (scipy maximum_filter1d);
-      4. s[n] = mean(h[n-A .. n]),  gain = 1 - s.
-    Why gain <= r: for every k in [n-A, n] the window [k-H, k+A] contains n (k-H <= n <= k+A), so
-    h[k] >= d[n]; s[n], an average of such h[k], is >= d[n]; so 1 - s[n] <= 1 - d[n] = r[n].
-    Shape: ramps down linearly over A samples ending at a peak, holds H samples, ramps up over A.
-    A block [b0, b1) needs d on [b0-A-H, b1+A) and so q on [b0-A-H-1, b1+A): blocks overlap by
-    that much and the result does not depend on the block size.
-    """
-    n = n_samples
-    envelope: np.ndarray | None = None
-    over = False
-    a, h = lookahead, hold
-    size = h + a + 1
-    c1 = size // 2  # maximum_filter1d(size) at j spans [j - c1, j + size - 1 - c1]
-    block = max(_BLOCK, 4 * (a + h))  # keep the overlap a small part of each block
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        lo, hi = b0 - a - h - 1, b1 + a
-        q = _peak_track(xs, gain, lo, hi, factor, target)
-        p = np.maximum(q[1:], q[:-1])  # p[n] for n in [lo+1, hi)
-        # Samples outside the signal have no gain: fold the ramp out [N, N+1) into the last sample
-        # (the ramp in [-1, 0) is already in p[0] through q[-1]) and ignore the rest.
-        if hi > n:
-            p[n - 1 - (lo + 1)] = max(p[n - 1 - (lo + 1)], q[n - lo])
-            p[n - (lo + 1) :] = 0.0
-        if lo + 1 < 0:
-            p[: -(lo + 1)] = 0.0
-        peak = float(p.max())
-        if peak <= target:
-            continue
-        over = over or peak > ceiling
-        d = np.zeros_like(p)
-        np.divide(target, p, out=d, where=p > target)
-        np.subtract(1.0, d, out=d, where=p > target)  # d = 1 - r where r < 1, else 0
-        # h[k] for k in [b0 - A, b1): the window [k-H, k+A] in p's index k - (lo+1) is centred by c1
-        hmax = scipy.ndimage.maximum_filter1d(d, size, mode="constant")[c1 : c1 + (b1 - b0) + a]
-        csum = np.concatenate(([0.0], np.cumsum(hmax)))
-        s = (csum[a + 1 :] - csum[: -(a + 1)]) / (a + 1)  # mean of hmax over [n-A, n], n in [b0, b1)
-        g = 1.0 - s
-        # Rounding guard: g <= r holds exactly in real arithmetic (proof above); keep it in floats.
-        np.minimum(g, 1.0 - d[b0 - (lo + 1) : b1 - (lo + 1)], out=g)
-        if envelope is None:
-            envelope = np.ones(n, np.float32)
-        envelope[b0:b1] = g
-    return envelope if over else None
-
-
-def apply_limiter(signals: Sequence[np.ndarray], result: LimiterResult) -> list[np.ndarray]:
-    """Each (samples, channels) signal times `result.gain`, as new float32 arrays (copies as float32
-    when the limiter did not engage)."""
-    out = []
-    for i, sig in enumerate(signals):
-        x = _as_2d(sig, f"signals[{i}]")
-        if result.gain is None:
-            y = np.array(x, dtype=np.float32)
-        else:
-            if result.gain.shape != (x.shape[0],):
-                raise ValueError(
-                    f"gain has {result.gain.shape[0]} samples, signals[{i}] has {x.shape[0]}"
-                )
-            y = np.asarray(x, dtype=np.float32) * result.gain[:, None]
-        out.append(y.reshape(np.shape(sig)) if np.ndim(sig) == 1 else y)
-    return out

@@ -1,8 +1,10 @@
-"""Streaming BS.1770 measurement and true-peak limiting: the block-by-block twins of pipeline.loudness.
+"""Streaming BS.1770-4 measurement and true-peak limiting: the one implementation reelsplit measures and limits with.
 
 Each object is fed consecutive blocks of one programme, (n, channels) float (any n >= 0, full scale 1.0), and
 holds O(block) memory whatever the programme's length; the only per-programme state is one float per 100 ms.
-The figures equal the whole-array functions of pipeline.loudness (the reference) on the concatenated blocks.
+The figures do not depend on how the programme is cut into blocks. The definitions they run (K-weighting,
+gates, true-peak interpolator) are in pipeline.loudness; tests/reference holds the whole-array algorithms the
+tests compare them with.
 """
 from __future__ import annotations
 
@@ -13,34 +15,49 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
-from . import loudness
 from .errors import PipelineError
 from .loudness import (
-    _ABS_GATE_LUFS,
-    _GATE_BLOCK_S,
-    _LRA_PERCENTILES,
-    _LRA_REL_GATE_LU,
-    _SHORT_TERM_S,
-    _TP_HALF_TAPS,
-    _as_2d,
-    _check_rate,
-    _db,
-    _k_weighting_sos,
-    _oversampling,
-    _peak_track,
+    ABS_GATE_LUFS,
+    GATE_BLOCK_S,
+    HOP_S,
+    LRA_PERCENTILES,
+    LRA_REL_GATE_LU,
+    SHORT_TERM_S,
+    TP_HALF_TAPS,
+    as_2d,
     check_limiter_args,
+    check_rate,
+    db,
+    gated_loudness,
+    k_weighting_sos,
+    measured_channels,
+    oversampling,
+    peak_track,
 )
 
-_HOP_S = 0.1  # one energy value per 100 ms: gating blocks are 4 hops, short-term windows 30
-_CORRECTIONS = 3  # envelope stages of the limiter, as true_peak_limiter's 3 sweeps (first + 2 corrections)
+_CORRECTIONS = 3  # envelope stages of the limiter: the first pass and two corrections
 
 
-def _block(block: np.ndarray, channels: int, name: str = "block") -> np.ndarray:
-    """`block` as (n, channels) float; ValueError naming the mismatch."""
-    x = _as_2d(block, name)
-    if x.shape[1] != channels:
-        raise ValueError(f"{name} has {x.shape[1]} channels, the meter was made for {channels}")
-    return x
+class _BlockMeter:
+    """What every meter does with a block: check it is (n, channels) float, skip it when empty, count it."""
+
+    def __init__(self, rate: int, channels: int):
+        self.rate = check_rate(rate)
+        self.channels = int(channels)
+        self.samples = 0  # fed so far
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next (n, channels) float block of the programme (n may be 0)."""
+        x = as_2d(block, "block")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"block has {x.shape[1]} channels, the meter was made for {self.channels}")
+        if x.shape[0]:
+            self._take(x)
+            self.samples += x.shape[0]
+
+    def _take(self, x: np.ndarray) -> None:
+        """Measure the next (n >= 1, channels) block; `self.samples` counts the blocks before it."""
+        raise NotImplementedError
 
 
 class _Series:
@@ -68,33 +85,27 @@ class _Series:
 # loudness
 
 
-class LoudnessMeter:
+class LoudnessMeter(_BlockMeter):
     """BS.1770-4 / EBU R 128 loudness of a programme fed as consecutive (n, channels) blocks.
 
-    K-weighting (pyloudnorm's "DeMan" coefficients, as pipeline.loudness) runs with its filter state carried
-    across blocks, so the filtered signal is the one a whole-array filter gives; the channel-weighted energy
-    (BS.1770-4 eq. 2, LFE dropped) is summed per 100 ms hop. Gating blocks (4 hops), short-term windows
-    (30 hops), integrated loudness and LRA are computed from those sums. Memory: one float per 100 ms.
+    K-weighting (loudness.k_weighting_sos) runs with its filter state carried across blocks, so the filtered
+    signal is the one a whole-array filter gives; the channel-weighted energy (BS.1770-4 eq. 2, LFE dropped) is
+    summed per 100 ms hop. Gating blocks (4 hops), short-term windows (30 hops), integrated loudness and LRA
+    are computed from those sums. Memory: one float per 100 ms. MediaError for a layout BS.1770 can't weight.
     """
 
     def __init__(self, rate: int, channels: int, layout: str | None = None):
-        self.rate = _check_rate(rate)
-        self.channels = int(channels)
-        self._keep, self._weights = loudness.measured_channels(self.channels, layout)
-        self._sos = _k_weighting_sos(self.rate)
+        super().__init__(rate, channels)
+        self._keep, self._weights = measured_channels(self.channels, layout)
+        self._sos = k_weighting_sos(self.rate)
         self._zi = np.zeros((self._sos.shape[0], 2, len(self._keep)))
-        self._hop = int(round(_HOP_S * self.rate))
+        self._hop = int(round(HOP_S * self.rate))
         self._pending = np.zeros(self._hop)  # weighted squares of the hop being filled
         self._n_pending = 0
         self._energy = _Series()  # per complete hop: sum over its samples of sum_i G_i y_i^2
-        self.samples = 0
 
-    def add(self, block: np.ndarray) -> None:
-        """Feed the next (n, channels) float block of the programme (n may be 0)."""
-        x = _block(block, self.channels)
+    def _take(self, x: np.ndarray) -> None:
         n = x.shape[0]
-        if n == 0:
-            return
         y, self._zi = scipy.signal.sosfilt(
             self._sos, np.asarray(x[:, self._keep], dtype=np.float64), axis=0, zi=self._zi
         )
@@ -114,11 +125,11 @@ class LoudnessMeter:
         if i < n:
             self._pending[: n - i] = w[i:]
             self._n_pending = n - i
-        self.samples += n
 
     def _windowed(self, window_s: float) -> np.ndarray:
-        """loudness.windowed_loudness(whole, rate, layout, window_s, 0.1) from the hop energies."""
-        n_win = int(round(window_s / _HOP_S))
+        """Loudness of the complete windows of `window_s` (a whole number of hops) every 100 ms, LUFS:
+        L = -0.691 + 10 log10(sum_i G_i z_i), z_i the mean square of K-weighted channel i (BS.1770-4 eq. 2)."""
+        n_win = int(round(window_s / HOP_S))
         energy = self._energy.view()
         if energy.size < n_win:
             return np.empty(0)
@@ -127,112 +138,117 @@ class LoudnessMeter:
             return -0.691 + 10.0 * np.log10(power)
 
     def gating_blocks(self) -> np.ndarray:
-        """BS.1770-4 gating-block loudness so far (400 ms every 100 ms, complete blocks), LUFS, float64 (blocks,);
-        equals loudness.gating_blocks of the audio fed so far."""
-        return self._windowed(_GATE_BLOCK_S)
+        """BS.1770-4 gating-block loudness so far (eq. 3: 400 ms every 100 ms, complete blocks only), LUFS, float64
+        (blocks,); block k covers [0.1 k, 0.1 k + 0.4) s, silence reads -inf."""
+        return self._windowed(GATE_BLOCK_S)
 
     def short_term(self) -> np.ndarray:
-        """EBU Tech 3341 short-term loudness (3 s windows every 100 ms), LUFS; = loudness.short_term_loudness."""
-        return self._windowed(_SHORT_TERM_S)
+        """EBU Tech 3341 short-term loudness (3 s windows every 100 ms, complete windows only, as ffmpeg's
+        ebur128), LUFS, float64: floor(T / 0.1 s) - 29 values, none under 3 s."""
+        return self._windowed(SHORT_TERM_S)
 
     def gated(self, mask: np.ndarray | None = None) -> float:
         """loudness.gated_loudness over this meter's gating blocks (e.g. `mask` = speech blocks), LUFS."""
-        return loudness.gated_loudness(self.gating_blocks(), mask)
+        return gated_loudness(self.gating_blocks(), mask)
 
     def integrated(self) -> float:
-        """BS.1770-4 integrated loudness so far, LUFS; = loudness.integrated_loudness (pyloudnorm) of the audio
-        fed so far. -inf for silence and for less than 400 ms.
+        """BS.1770-4 integrated loudness so far, LUFS (eqs. 4-7); -inf for silence and for less than 400 ms.
 
-        pyloudnorm takes round((T - 0.4 s) / 0.1 s) + 1 blocks of T seconds, so its last block may run past the
-        end by up to 50 ms (the missing part counts as silence, the divisor stays 400 ms); that block is
-        rebuilt here from the last complete hops and the open one.
+        The blocks are counted as pyloudnorm counts them (the tests hold the two within 0.01 LU; measured
+        <= 2e-7): round((T - 0.4 s) / 0.1 s) + 1 blocks of T seconds, so the last block may run past the end
+        by up to 50 ms (the missing part counts as silence, the divisor stays 400 ms); that block is rebuilt
+        here from the last complete hops and the open one.
         """
         n = self.samples
-        if n < _GATE_BLOCK_S * self.rate:
+        if n < GATE_BLOCK_S * self.rate:
             return -math.inf
         hop, energy = self._hop, self._energy.view()
-        n_blocks = int(np.round((n / self.rate - _GATE_BLOCK_S) / (_GATE_BLOCK_S * (1.0 - 0.75)))) + 1
-        n_win = int(round(_GATE_BLOCK_S / _HOP_S))
+        n_blocks = int(np.round((n / self.rate - GATE_BLOCK_S) / (GATE_BLOCK_S * (1.0 - 0.75)))) + 1
+        n_win = int(round(GATE_BLOCK_S / HOP_S))
         full = max(0, min(n_blocks, energy.size - n_win + 1))  # blocks inside the complete hops
         sums = np.lib.stride_tricks.sliding_window_view(energy, n_win).sum(axis=1)[:full] if full else np.empty(0)
         tail = [energy[j:].sum() + self._pending[: self._n_pending].sum() for j in range(full, n_blocks)]
         power = np.concatenate([sums, tail]) / (n_win * hop)
         with np.errstate(divide="ignore"):
-            return loudness.gated_loudness(-0.691 + 10.0 * np.log10(power))
+            return gated_loudness(-0.691 + 10.0 * np.log10(power))
 
     def lra(self) -> float:
-        """EBU Tech 3342 loudness range so far, LU; = loudness.loudness_range (nan under 3 s or silent)."""
+        """EBU Tech 3342 loudness range so far, LU: of the short-term values, drop those under -70 LUFS and under
+        the power mean of the rest - 20 LU; LRA = 95th - 10th percentile. nan under 3 s or when nothing passes."""
         st = self.short_term()
-        st = st[st >= _ABS_GATE_LUFS]
+        st = st[st >= ABS_GATE_LUFS]
         if st.size == 0:
             return math.nan
-        relative = 10.0 * math.log10(float(np.mean(np.power(10.0, st / 10.0)))) + _LRA_REL_GATE_LU
-        low, high = np.percentile(st[st >= relative], _LRA_PERCENTILES)
+        relative = 10.0 * math.log10(float(np.mean(np.power(10.0, st / 10.0)))) + LRA_REL_GATE_LU
+        low, high = np.percentile(st[st >= relative], LRA_PERCENTILES)
         return float(high - low)
+
+
+def integrated_loudness(audio: np.ndarray, rate: int, layout: str | None = None) -> float:
+    """BS.1770-4 integrated loudness of a whole (samples, channels) array (1-D: mono), LUFS: a LoudnessMeter fed
+    it as one block. For short clips (a spotting list's lines); a programme goes through the meter block by block.
+    -inf for silence and under 400 ms; MediaError for a layout BS.1770 can't weight."""
+    x = as_2d(audio)
+    meter = LoudnessMeter(rate, x.shape[1], layout)
+    meter.add(x)
+    return meter.integrated()
 
 
 # --------------------------------------------------------------------------------------------------
 # true peak
 
 
-class TruePeakMeter:
+class TruePeakMeter(_BlockMeter):
     """BS.1770-4 annex 2 true peak (and sample peak, clipped samples) of consecutive (n, channels) blocks.
 
-    The interpolator of loudness.true_peak runs over each block with the last 2T - 1 input rows kept from the
-    one before (T = taps each side), so every interpolated value is computed from the same taps as on the
-    whole array; the ramp out after the last sample is added whenever `dbtp` is read.
+    The interpolator (loudness.peak_track: 4x oversampling under 176.4 kHz, 2x to 352.8 kHz, none above) runs
+    over each block with the last 2T - 1 input rows kept from the one before (T = taps each side), so every
+    interpolated value is computed from the same taps as on the whole array; the reconstruction's ramp in
+    before the first sample counts, and the ramp out after the last one is added whenever `dbtp` is read.
     """
 
     def __init__(self, rate: int, channels: int, clip_level: float = 1.0):
-        self.rate = _check_rate(rate)
-        self.channels = int(channels)
+        super().__init__(rate, channels)
         self.clip_level = float(clip_level)
-        self._factor = _oversampling(self.rate)
+        self._factor = oversampling(self.rate)
         self._hist = np.zeros((0, self.channels), np.float32)  # rows [samples - len(hist), samples)
         self._next = -1  # next interpolation interval [i, i + 1) to measure; -1 is the ramp in
         self._peak = 0.0  # max of sample peak and of the interpolated values measured so far
         self._sample_peak = 0.0
         self.clipped = 0  # samples (one per channel) with |x| >= clip_level
-        self.samples = 0
 
-    def add(self, block: np.ndarray) -> None:
-        """Feed the next (n, channels) float block (n may be 0)."""
-        x = _block(block, self.channels)
-        n = x.shape[0]
-        if n == 0:
-            return
+    def _take(self, x: np.ndarray) -> None:
         mag = np.abs(x)
         self._sample_peak = max(self._sample_peak, float(mag.max()))
         self.clipped += int(np.count_nonzero(mag >= self.clip_level))
         start = self.samples - self._hist.shape[0]
         buf = np.concatenate([self._hist, x.astype(np.float32)])
-        self.samples += n
-        end = self.samples - _TP_HALF_TAPS  # intervals whose taps (i-T+1 .. i+T) have all arrived
+        end = self.samples + x.shape[0] - TP_HALF_TAPS  # intervals whose taps (i-T+1 .. i+T) have all arrived
         if end > self._next:
             self._peak = max(self._peak, self._track(buf, start, self._next, end))
             self._next = end
-        self._hist = buf[max(0, self._next - _TP_HALF_TAPS + 1 - start) :]
+        self._hist = buf[max(0, self._next - TP_HALF_TAPS + 1 - start) :]
 
     def _track(self, buf: np.ndarray, start: int, lo: int, hi: int) -> float:
         """max interpolated |x| over intervals [lo, hi), `buf` holding rows from `start` (zeros outside)."""
         floor = max(self._peak, self._sample_peak)  # exact above this; below it cannot raise the maximum
-        return float(_peak_track([buf], None, lo - start, hi - start, self._factor, floor).max())
+        return float(peak_track([buf], None, lo - start, hi - start, self._factor, floor).max())
 
     @property
     def sample_peak_dbfs(self) -> float:
         """max |sample| so far in dBFS; -inf if silent."""
-        return _db(self._sample_peak)
+        return db(self._sample_peak)
 
     @property
     def dbtp(self) -> float:
-        """True peak of everything fed so far, dBTP (= loudness.true_peak of it); -inf if silent."""
+        """True peak of everything fed so far, dBTP: max over channels (LFE included); -inf if silent."""
         best = max(self._peak, self._sample_peak)
         if best == 0.0:
             return -math.inf
         if self.samples + 1 > self._next:  # the last intervals and the ramp out [N, N + 1), zeros after
             start = self.samples - self._hist.shape[0]
             best = max(best, self._track(self._hist, start, self._next, self.samples + 1))
-        return _db(best)
+        return db(best)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,14 +256,21 @@ class TruePeakMeter:
 
 
 class _Envelope:
-    """One sweep of loudness._limiter_sweep run causally: q (peak per interval) in, gain envelope out.
+    """One limiter stage, run causally: q (true peak per interval) in, gain envelope out.
 
-    Per sample n (A lookahead, H hold): p[n] = max(q[n-1], q[n]); d = 1 - target/p where p > target;
-    h[k] = max d[k-H .. k+A]; g[n] = 1 - mean h[n-A .. n] (and g <= 1 - d). g[n] needs q up to n + A, so it
-    trails its input by A samples. Kept: the last A + H values of d and the last A of h.
-    The whole-array sweep is applied only when its pass finds a peak over the ceiling anywhere; causally,
-    a stage is armed at its first peak over the ceiling and reduces nothing before it (the peaks it lets
-    through there lie under the ceiling).
+    Per sample n (A lookahead, H hold, both in samples):
+      1. p[n] = max(q[n-1], q[n]): q[n] is the oversampled peak over [n, n+1) across all signals and channels,
+         so p[n] covers both intervals the sample borders (the first and last sample also take the
+         reconstruction's ramp in [-1, 0) and out [N, N+1));
+      2. r[n] = min(1, target / p[n]), the gain sample n needs;  d = 1 - r, the reduction;
+      3. h[k] = max(d[k-H .. k+A])  (scipy maximum_filter1d);
+      4. g[n] = 1 - mean(h[n-A .. n]).
+    Why g <= r: for every k in [n-A, n] the window [k-H, k+A] contains n, so h[k] >= d[n]; their mean is
+    >= d[n]; so g[n] <= 1 - d[n] = r[n]. Shape: ramps down linearly over A samples ending at a peak, holds H
+    samples, ramps up over A. g[n] needs q up to n + A, so it trails its input by A samples. Kept: the last
+    A + H values of d and the last A of h. A stage is armed at its first peak over the ceiling and reduces
+    nothing before it (it cannot know an over will come; the peaks it lets through there lie under the
+    ceiling).
     """
 
     def __init__(self, lookahead: int, hold: int, target: float, ceiling: float):
@@ -314,7 +337,7 @@ class _Envelope:
         i0, count = self.g_next - h_base, max(0, h_end - self.g_next)  # none while h_end < 0 (the start)
         s = (cs[i0 + 1 : i0 + 1 + count] - cs[i0 - a : i0 - a + count]) / (a + 1)
         g = 1.0 - s
-        # Rounding guard: g <= r holds exactly in real arithmetic (loudness._limiter_sweep); keep it in floats.
+        # Rounding guard: g <= r holds exactly in real arithmetic (see the class); keep it in floats.
         np.minimum(g, 1.0 - darr[self.g_next - d_base : self.g_next - d_base + count], out=g)
         self._d = darr[d_end - d_base - (a + hold) : d_end - d_base]
         self._d_next = d_end
@@ -325,17 +348,17 @@ class _Envelope:
 
 
 class StreamingLimiter:
-    """loudness.true_peak_limiter + apply_limiter run block by block, with a fixed delay of `latency` samples.
+    """A true-peak limiter run block by block, with a fixed delay of `latency` samples.
 
     `process` takes one aligned block per signal (same n, channel counts may differ) and returns each signal
     limited, delayed: the first calls return fewer samples; `flush` returns the rest, so the outputs add up to
     the input's length. One gain is shared by all signals (a mix that is the sum of stems still is), so the
     true peak of every signal stays <= `ceiling_dbtp` (aiming `margin_db` under it).
 
-    It runs the whole-array limiter's passes as a pipeline: three envelope stages, each measuring the true
-    peak of signal x gain-so-far and adding its own reduction (attack over the lookahead, hold `release_ms`,
-    release over the lookahead), then a verifying stage that raises PipelineError if any interpolated peak
-    of the output is still over the ceiling (as the whole-array limiter does after its 3 passes). Each stage
+    It runs three envelope stages as a pipeline (the first pass and two corrections: where the gain moves fast
+    it makes new inter-sample overs), each measuring the true peak of signal x gain-so-far and adding its own
+    reduction (attack over the lookahead, hold `release_ms`, release over the lookahead), then a verifying
+    stage that raises PipelineError if any interpolated peak of the output is still over the ceiling. Each stage
     trails the one before by lookahead + T samples (T = true-peak taps each side), so latency = 3 (A + T) + T.
     `apply_to` (optional, in every call) gives other aligned blocks that receive the gain instead of the
     measured ones (deliver.py limits signals scaled by their ceilings and gains the unscaled ones).
@@ -344,7 +367,7 @@ class StreamingLimiter:
 
     def __init__(self, rate: int, n_signals: int, ceiling_dbtp: float = 0.0, lookahead_ms: float = 5.0,
                  release_ms: float = 50.0, margin_db: float = 0.05):
-        self.rate = _check_rate(rate)
+        self.rate = check_rate(rate)
         if n_signals < 1:
             raise ValueError(f"the limiter needs at least one signal, got {n_signals}")
         check_limiter_args(ceiling_dbtp, lookahead_ms, release_ms, margin_db)
@@ -355,10 +378,10 @@ class StreamingLimiter:
         ceiling = 10.0 ** (ceiling_dbtp / 20.0)
         target = ceiling * 10.0 ** (-margin_db / 20.0)
         self._ceiling, self._target = ceiling, target
-        self._factor = _oversampling(self.rate)
+        self._factor = oversampling(self.rate)
         self._stages = [_Envelope(lookahead, hold, target, ceiling) for _ in range(_CORRECTIONS)]
         self._verify = _Envelope(lookahead, hold, target, ceiling)  # only its peaks() is used
-        self.latency = _CORRECTIONS * (lookahead + _TP_HALF_TAPS) + _TP_HALF_TAPS
+        self.latency = _CORRECTIONS * (lookahead + TP_HALF_TAPS) + TP_HALF_TAPS
         self._x: list[np.ndarray] | None = None  # measured signals, float32, rows [base, n)
         self._y: list[np.ndarray] | None = None  # signals that get the gain (apply_to), rows [base, n)
         self._gain: list[np.ndarray] = [np.zeros(0, np.float32) for _ in range(_CORRECTIONS)]  # after stage k
@@ -371,7 +394,7 @@ class StreamingLimiter:
     @property
     def max_reduction_db(self) -> float:
         """Largest gain reduction applied so far, dB (>= 0); 0.0 while the limiter has not engaged."""
-        return 0.0 if self._min_gain >= 1.0 else -_db(self._min_gain)
+        return 0.0 if self._min_gain >= 1.0 else -db(self._min_gain)
 
     def process(self, blocks: Sequence[np.ndarray], apply_to: Sequence[np.ndarray] | None = None
                 ) -> list[np.ndarray]:
@@ -381,8 +404,8 @@ class StreamingLimiter:
             raise ValueError("the limiter was flushed; make a new one for the next programme")
         if len(blocks) != self.n_signals:
             raise ValueError(f"expected {self.n_signals} signal blocks, got {len(blocks)}")
-        xs = [_as_2d(b, f"blocks[{i}]") for i, b in enumerate(blocks)]
-        ys = xs if apply_to is None else [_as_2d(b, f"apply_to[{i}]") for i, b in enumerate(apply_to)]
+        xs = [as_2d(b, f"blocks[{i}]") for i, b in enumerate(blocks)]
+        ys = xs if apply_to is None else [as_2d(b, f"apply_to[{i}]") for i, b in enumerate(apply_to)]
         if self._x is not None and (self._y is not None) != (apply_to is not None):
             raise ValueError("pass apply_to in every call or in none")
         n = xs[0].shape[0]
@@ -415,11 +438,11 @@ class StreamingLimiter:
         assert self._x is not None
         rows = avail - self._base
         sigs = [x[:rows] for x in self._x]
-        return _peak_track(sigs, gain, lo - self._base, hi - self._base, self._factor, self._target)
+        return peak_track(sigs, gain, lo - self._base, hi - self._base, self._factor, self._target)
 
     def _advance(self, final: bool) -> list[np.ndarray]:
         assert self._x is not None
-        t, n, base = _TP_HALF_TAPS, self._n, self._base
+        t, n, base = TP_HALF_TAPS, self._n, self._base
         avail, gain = n, None  # stage k's input: rows [base, avail) of x and of the gain so far
         for k, stage in enumerate(self._stages):
             q_end = n + 1 if final else avail - t

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import loudness, vad
-from .deliver import choose_measurement, measure_for
+from . import vad
+from .deliver import choose_measurement, measured_stem, read_measurement
+from .loudness import gated_loudness
 from .meter import LoudnessMeter, TruePeakMeter
 from .profiles import Profile
 
@@ -58,84 +59,56 @@ def _db(x: float) -> float:
     return 20 * math.log10(x) if x > 0 else float("-inf")
 
 
-def _energy_in(x: np.ndarray, regions, rate: int) -> float:
-    return float(sum(np.sum(np.square(x[int(r.start_s * rate):int(r.end_s * rate)], dtype=np.float64))
-                     for r in regions))
-
-
 def _overlap_s(a, b) -> float:
     return sum(max(0.0, min(x.end_s, y.end_s) - max(x.start_s, y.start_s)) for x in a for y in b)
 
 
-def _verdict(profile: Profile, layout: str, m: dict, blocks_mix: np.ndarray, me_speech, speech_s: float,
-             e_dx: float, e_me: float, dx_speech: float, dx_quiet: float) -> QcResult:
-    """The QcResult from the measurements `m` (whole-file or streamed alike): the figures derived from them
-    (maxima, leakage, M&E against DX, DX outside dialogue) and the verdict."""
-    short_term = m["short_term"]["MIX"]
-    m = dict(
-        m,
-        short_term_max_lufs=float(short_term.max()) if short_term.size else float("-inf"),
-        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
-        true_peak_dbtp=max(m["stem_true_peaks"].values()),
-        speech_leak_pct=100.0 * _overlap_s(m["speech"], me_speech) / speech_s if speech_s else 0.0,
-        me_to_dx_db=10 * math.log10(e_me / e_dx) if e_dx > 0 and e_me > 0 else float("-inf"),
-        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
-    )
-    reasons = verdict(profile, layout, m)
-    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **m)
+def _as_regions(regions) -> tuple[vad.Region, ...]:
+    return tuple(r if isinstance(r, vad.Region) else vad.Region(*map(float, r)) for r in regions)
 
 
-def check_stems(wavs: dict[str, Path], layout: str, profile: Profile) -> QcResult:
-    """Read the written WAVs (at least MIX, DX, ME) back, measure them and give the verdict."""
-    data, rate = {}, 0
-    for name, path in wavs.items():
-        data[name], rate = sf.read(str(path), dtype="float32", always_2d=True)
-    lengths = {a.shape[0] for a in data.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"written stems differ in length: {sorted(lengths)} samples")
-    samples = lengths.pop()
-    mix, dx, me = data["MIX"], data["DX"], data["ME"]
-    residual = np.abs(mix.astype(np.float64) - (dx.astype(np.float64) + me.astype(np.float64)))
-    null_db = _db(float(residual.max()) if residual.size else 0.0)
-    peaks = {name: loudness.true_peak(a, rate) for name, a in data.items()}
-    clipped = int(sum(np.count_nonzero(np.abs(a) >= FULL_SCALE) for a in data.values()))
+@dataclass(frozen=True)
+class _ReadBack:
+    """What one pass over the written stems measured."""
 
-    speech = vad.speech_regions(dx, rate)
-    me_speech = vad.speech_regions(me, rate)
-    duration = samples / rate
-    speech_s = sum(r.duration_s for r in speech)
-    speech_pct = 100.0 * vad.speech_fraction(speech, duration) if duration else 0.0
-    blocks_mix = loudness.gating_blocks(mix, rate, layout)
-    blocks_dx = loudness.gating_blocks(dx, rate, layout)
-    mask = vad.block_mask(speech, blocks_mix.size)
-    measurement, target = choose_measurement(profile, 100.0 * float(mask.mean()) if mask.size else 0.0)
-    measured = measure_for(measurement, mix, dx, rate, layout, mask)
-    dx_speech = loudness.gated_loudness(blocks_dx, mask)
-    dx_quiet = loudness.gated_loudness(blocks_dx, ~mask)
-    e_dx, e_me = _energy_in(dx, speech, rate), _energy_in(me, speech, rate)
-    short_term = {n: loudness.short_term_loudness(data[n], rate, layout) for n in ("MIX", "DX", "ME")}
-
-    return _verdict(profile, layout, dict(
-        measurement=measurement, target_lufs=target, measured_lufs=measured,
-        output_lufs=loudness.integrated_loudness(mix, rate, layout),
-        dialog_gated_lufs=loudness.gated_loudness(blocks_mix, mask),
-        lra_lu=loudness.loudness_range(mix, rate, layout),
-        dx_lufs=loudness.integrated_loudness(dx, rate, layout),
-        me_lufs=loudness.integrated_loudness(me, rate, layout),
-        stem_true_peaks=peaks, null_residual_dbfs=null_db, clipped_samples=clipped, speech_pct=speech_pct,
-        samples=samples, rate=rate, speech=speech, short_term=short_term,
-    ), blocks_mix, me_speech, speech_s, e_dx, e_me, dx_speech, dx_quiet)
+    samples: int
+    rate: int
+    meters: dict[str, LoudnessMeter]   # MIX, DX, ME
+    peaks: dict[str, TruePeakMeter]    # every stem, clipped samples counted at FULL_SCALE
+    residual: float                    # max |MIX - (DX + M&E)|, in float64 from the 24-bit samples
+    e_dx: float                        # energy of DX inside the speech regions
+    e_me: float                        # energy of M&E inside the speech regions
 
 
 def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, speech, me_speech,
                        block_s: float = 10.0) -> QcResult:
-    """`check_stems` reading the WAVs block by block (`block_s` seconds at a time), in memory that does not grow
-    with their length; the same QcResult (integrated loudness within 0.01 LU, everything else equal up to
-    float rounding). The VAD regions of DX (`speech`) and of M&E (`me_speech`), vad.Region or (start_s, end_s),
-    are computed elsewhere (a streaming VAD) and passed in.
+    """Read the written WAVs (at least MIX, DX, ME) back block by block (`block_s` seconds at a time), in memory
+    that does not grow with their length, measure them and give the verdict. The VAD regions of DX (`speech`)
+    and of M&E (`me_speech`), vad.Region or (start_s, end_s), are computed elsewhere (a streaming VAD) and
+    passed in.
     """
-    speech, me_speech = (tuple(r if isinstance(r, vad.Region) else vad.Region(*map(float, r)) for r in regs)
-                         for regs in (speech, me_speech))
+    speech, me_speech = _as_regions(speech), _as_regions(me_speech)
+    read = _read_back(wavs, layout, speech, block_s)
+    duration = read.samples / read.rate if read.rate else 0.0
+    speech_s = sum(r.duration_s for r in speech)
+    m = dict(
+        _loudness_figures(read.meters, speech, profile),
+        stem_true_peaks={name: p.dbtp for name, p in read.peaks.items()},
+        null_residual_dbfs=_db(read.residual),
+        clipped_samples=int(sum(p.clipped for p in read.peaks.values())),
+        speech_pct=100.0 * vad.speech_fraction(speech, duration) if duration else 0.0,
+        speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
+        me_to_dx_db=10 * math.log10(read.e_me / read.e_dx) if read.e_dx > 0 and read.e_me > 0 else float("-inf"),
+        samples=read.samples, rate=read.rate, speech=speech,
+    )
+    m["true_peak_dbtp"] = max(m["stem_true_peaks"].values())
+    reasons = verdict(profile, layout, m)
+    return QcResult(qc="fail" if reasons else "pass", reasons=tuple(reasons), **m)
+
+
+def _read_back(wavs: dict[str, Path], layout: str, speech: tuple[vad.Region, ...], block_s: float) -> _ReadBack:
+    """One pass over the WAVs, `block_s` seconds at a time, feeding the meters; ValueError if they differ in
+    length or could not be read to the end."""
     with contextlib.ExitStack() as stack:
         files = {name: stack.enter_context(sf.SoundFile(str(path))) for name, path in wavs.items()}
         lengths = {f.frames for f in files.values()}
@@ -145,7 +118,7 @@ def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, spe
         rate = next(reversed(files.values())).samplerate if files else 0
         peaks = {name: TruePeakMeter(rate, f.channels, clip_level=FULL_SCALE) for name, f in files.items()}
         meters = {name: LoudnessMeter(rate, files[name].channels, layout) for name in ("MIX", "DX", "ME")}
-        # speech regions as sample ranges, cut as _energy_in cuts them
+        # speech regions as sample ranges [a, b)
         cuts = np.array([(int(r.start_s * rate), int(r.end_s * rate)) for r in speech], dtype=np.int64).reshape(-1, 2)
         residual, e_dx, e_me, pos = 0.0, 0.0, 0.0, 0
         frames = max(1, int(round(block_s * rate)))
@@ -166,29 +139,29 @@ def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, spe
                 e_dx += float(np.sum(np.square(dx[a:b], dtype=np.float64)))
                 e_me += float(np.sum(np.square(me[a:b], dtype=np.float64)))
             pos += n
+    return _ReadBack(samples, rate, meters, peaks, residual, e_dx, e_me)
 
-    duration = samples / rate if rate else 0.0
-    speech_s = sum(r.duration_s for r in speech)
-    speech_pct = 100.0 * vad.speech_fraction(speech, duration) if duration else 0.0
-    blocks_mix, blocks_dx = meters["MIX"].gating_blocks(), meters["DX"].gating_blocks()
+
+def _loudness_figures(meters: dict[str, LoudnessMeter], speech: tuple[vad.Region, ...], profile: Profile) -> dict:
+    """The loudness figures of QcResult from the meters of MIX, DX and ME: the profile's measurement (after any
+    fallback, on the share of gating blocks with speech), programme, dialog-gated and stem loudness, LRA, the
+    short-term and momentary maxima, DX outside dialogue."""
+    mix = meters["MIX"]
+    blocks_mix, blocks_dx = mix.gating_blocks(), meters["DX"].gating_blocks()
     mask = vad.block_mask(speech, blocks_mix.size)
     measurement, target = choose_measurement(profile, 100.0 * float(mask.mean()) if mask.size else 0.0)
-    output_lufs, dx_lufs = meters["MIX"].integrated(), meters["DX"].integrated()
-    dialog_gated = loudness.gated_loudness(blocks_mix, mask)
-    measured = {"dialogue-stem": dx_lufs, "dialog-gated": dialog_gated}.get(measurement, output_lufs)
-    dx_speech = loudness.gated_loudness(blocks_dx, mask)
-    dx_quiet = loudness.gated_loudness(blocks_dx, ~mask)
     short_term = {n: m.short_term() for n, m in meters.items()}
-    stem_peaks = {name: p.dbtp for name, p in peaks.items()}
-
-    return _verdict(profile, layout, dict(
-        measurement=measurement, target_lufs=target, measured_lufs=measured,
-        output_lufs=output_lufs, dialog_gated_lufs=dialog_gated, lra_lu=meters["MIX"].lra(),
-        dx_lufs=dx_lufs, me_lufs=meters["ME"].integrated(),
-        stem_true_peaks=stem_peaks, null_residual_dbfs=_db(residual),
-        clipped_samples=int(sum(p.clipped for p in peaks.values())), speech_pct=speech_pct,
-        samples=samples, rate=rate, speech=speech, short_term=short_term,
-    ), blocks_mix, me_speech, speech_s, e_dx, e_me, dx_speech, dx_quiet)
+    dx_speech = gated_loudness(blocks_dx, mask)
+    dx_quiet = gated_loudness(blocks_dx, ~mask)
+    return dict(
+        measurement=measurement, target_lufs=target,
+        measured_lufs=read_measurement(measurement, meters[measured_stem(measurement)], mask),
+        output_lufs=mix.integrated(), dialog_gated_lufs=gated_loudness(blocks_mix, mask), lra_lu=mix.lra(),
+        dx_lufs=meters["DX"].integrated(), me_lufs=meters["ME"].integrated(), short_term=short_term,
+        short_term_max_lufs=float(short_term["MIX"].max()) if short_term["MIX"].size else float("-inf"),
+        momentary_max_lufs=float(blocks_mix.max()) if blocks_mix.size else float("-inf"),
+        dx_nonspeech_lu=dx_quiet - dx_speech if math.isfinite(dx_speech) else float("nan"),
+    )
 
 
 def verdict(profile: Profile, layout: str, m: dict) -> list[str]:

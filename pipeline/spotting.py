@@ -9,13 +9,13 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
 from .errors import MediaError
 from .layout import find_layout
-from .loudness import integrated_loudness
+from .meter import integrated_loudness
 from .outputs import write_text_atomic
 from .timecode import Rate, format_timecode
 from .vad import RegionLike, merge_regions
@@ -54,14 +54,14 @@ def spotting_list(regions: Iterable[RegionLike], dx: np.ndarray, rate: int,
     """Spots for speech `regions` (Region or (start_s, end_s) pairs, seconds) of the dialogue stem `dx`.
 
     `dx` is (samples, channels) float at `rate` Hz, full scale 1.0 (a 1-D array is mono); `layout` as in
-    loudness.integrated_loudness (default by channel count: mono, stereo, 5.1 in L R C LFE Ls Rs order).
+    meter.LoudnessMeter (default by channel count: mono, stereo, 5.1 in L R C LFE Ls Rs order).
     Regions at most `merge_gap_s` apart become one spot; spots are clipped to the audio. `fps` is the
     picture's frame rate for timecode (see timecode.timecode_rate); None for audio-only material, which
     leaves start_tc and end_tc empty.
     """
     x = np.asarray(dx)
     x = x[:, None] if x.ndim == 1 else x
-    return _spots(regions, x.shape[0], x.shape[1], lambda a, b: x[a:b], rate, fps, merge_gap_s, layout)
+    return _spots(regions, _Reader(x.shape[0], x.shape[1], lambda a, n: x[a : a + n]), rate, fps, merge_gap_s, layout)
 
 
 def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: int,
@@ -76,27 +76,37 @@ def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: 
             if f.samplerate != rate:
                 raise ValueError(f"{wav_path}: sample rate {f.samplerate} Hz, expected {rate} Hz")
 
-            def read(a: int, b: int) -> np.ndarray:
+            def read(a: int, n: int) -> np.ndarray:
                 f.seek(a)
-                return f.read(b - a, dtype="float32", always_2d=True)
+                return f.read(n, dtype="float32", always_2d=True)
 
-            return _spots(regions, f.frames, f.channels, read, rate, fps, merge_gap_s, layout)
+            return _spots(regions, _Reader(f.frames, f.channels, read), rate, fps, merge_gap_s, layout)
     except sf.LibsndfileError as exc:
         raise MediaError(f"cannot read the dialogue stem: {exc.error_string}", wav_path) from exc
 
 
-def _spots(regions: Iterable[RegionLike], frames: int, channels: int, read: Callable[[int, int], np.ndarray],
-           rate: int, fps, merge_gap_s: float, layout: str | None) -> list[Spot]:
-    """Spots of `frames` x `channels` audio whose samples [a, b) `read(a, b)` gives (see `spotting_list`)."""
-    duration = frames / rate
-    lay = find_layout(layout, channels)
-    keep = list(lay.full_band) if lay is not None else list(range(channels))
+class _Reader(NamedTuple):
+    """Audio as pipeline.stream's readers give it: `frames` x `channels`, `read(start, count)` the samples
+    [start, start + count) as (count, channels) float."""
+
+    frames: int
+    channels: int
+    read: Callable[[int, int], np.ndarray]
+
+
+def _spots(regions: Iterable[RegionLike], dx, rate: int, fps, merge_gap_s: float, layout: str | None) -> list[Spot]:
+    """Spots of the dialogue stem read from `dx` (a reader: `frames`, `channels`, `read(start, count)`); see
+    `spotting_list`. Each spot's level is measured on its own samples only."""
+    duration = dx.frames / rate
+    lay = find_layout(layout, dx.channels)
+    keep = list(lay.full_band) if lay is not None else list(range(dx.channels))
     spots = []
     for r in merge_regions(regions, merge_gap_s):
         start, end = max(0.0, r.start_s), min(duration, r.end_s)
         if end <= start:
             continue
-        seg = read(round(start * rate), round(end * rate))
+        a = round(start * rate)
+        seg = dx.read(a, round(end * rate) - a)
         spots.append(Spot(
             index=len(spots) + 1, start_s=start, end_s=end, duration_s=end - start,
             start_tc=format_timecode(start, fps) if fps is not None else "",

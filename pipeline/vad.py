@@ -271,7 +271,7 @@ def speech_fraction(regions: Iterable[RegionLike], duration_s: float) -> float:
 def block_mask(regions: Iterable[RegionLike], n_blocks: int, block_s: float = 0.4, hop_s: float = 0.1
                ) -> np.ndarray:
     """bool (n_blocks,): True where gating block k, covering [k * hop_s, k * hop_s + block_s), holds at least
-    block_s / 2 of speech (BS.1770-4 eq. 3 blocks by default: 400 ms every 100 ms, as loudness.gating_blocks).
+    block_s / 2 of speech (BS.1770-4 eq. 3 blocks by default: 400 ms every 100 ms, as LoudnessMeter.gating_blocks).
 
     Rule: a block counts as dialogue when speech fills half of it or more (1 µs tolerance), so a block
     straddling the edge of a line belongs to the side that holds most of it.

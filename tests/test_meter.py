@@ -1,10 +1,11 @@
 """pipeline.meter (streaming loudness, true peak, true-peak limiter) and qc.check_stems_stream against the
-whole-array reference functions of pipeline.loudness and qc.check_stems, fed in random-size blocks (empty
+whole-array oracles of tests/reference (reference.loudness, reference.qc), fed in random-size blocks (empty
 ones and single samples included).
 
-Tolerances: gating blocks, short-term series, LRA, gated loudness 1e-9 LU and true peak 1e-9 dB (same
-filter with carried state, same interpolator taps: measured difference 0.0); integrated loudness 0.01 LU
-(it is pyloudnorm's: its own float32 filtering differs from ours by ~1e-7 LU, measured <= 2e-7).
+Tolerances: gating blocks, short-term series, LRA, gated loudness 1e-9 LU and true peak 1e-9 dB (the same
+filter coefficients with carried state, an interpolator with the same taps: measured difference 0.0);
+integrated loudness 0.01 LU (the oracle's is pyloudnorm's: its own float32 filtering differs from ours by
+~1e-7 LU, measured <= 2e-7).
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from pipeline import loudness, meter, qc, vad
+from pipeline import loudness, qc, vad
 from pipeline.errors import PipelineError
 from pipeline.meter import LoudnessMeter, StreamingLimiter, TruePeakMeter
 from pipeline.profiles import load_profile
 from pipeline.training import demo
+from reference import loudness as oracle
+from reference import qc as oracle_qc
 
 try:  # property tests when hypothesis is installed (the `test` extra), seeded random cuts otherwise
     from hypothesis import given, settings, strategies as st
@@ -97,15 +100,15 @@ def test_loudness_meter_equals_whole_array(layout, rate):
     feed(x, cuts_for(len(x), np.random.default_rng(rate)), m)
     assert m.samples == len(x)
 
-    blocks = loudness.gating_blocks(x, rate, layout)
+    blocks = oracle.gating_blocks(x, rate, layout)
     assert (blocks < -70).any() and (blocks > -40).any()  # the silence is in there, under the absolute gate
     assert_same_series(m.gating_blocks(), blocks)
-    assert_same_series(m.short_term(), loudness.short_term_loudness(x, rate, layout))
-    assert m.lra() == pytest.approx(loudness.loudness_range(x, rate, layout), abs=EXACT)
+    assert_same_series(m.short_term(), oracle.short_term_loudness(x, rate, layout))
+    assert m.lra() == pytest.approx(oracle.loudness_range(x, rate, layout), abs=EXACT)
     mask = np.random.default_rng(1).random(blocks.size) < 0.5
     assert m.gated(mask) == pytest.approx(loudness.gated_loudness(blocks, mask), abs=EXACT)
     assert m.gated() == pytest.approx(loudness.gated_loudness(blocks), abs=EXACT)
-    assert m.integrated() == pytest.approx(loudness.integrated_loudness(x, rate, layout), abs=INTEGRATED_LU)
+    assert m.integrated() == pytest.approx(oracle.integrated_loudness(x, rate, layout), abs=INTEGRATED_LU)
 
 
 @pytest.mark.parametrize("rate", [48_000, 44_100])
@@ -116,7 +119,7 @@ def test_integrated_equals_pyloudnorm_at_any_length(seconds, rate):
     x = np.random.default_rng(3).standard_normal((int(seconds * rate), 2)).astype(np.float32) * 0.1
     m = LoudnessMeter(rate, 2)
     feed(x, cuts_for(len(x), np.random.default_rng(4), 3_000), m)
-    ref = loudness.integrated_loudness(x, rate, "stereo")
+    ref = oracle.integrated_loudness(x, rate, "stereo")
     if seconds < 0.4:
         assert ref == m.integrated() == -math.inf
     else:
@@ -153,9 +156,9 @@ def test_true_peak_meter_equals_whole_array(rate):
     half = cuts[len(cuts) // 2]
     feed(x[:half], [c for c in cuts if c <= half], m)
     # readable mid-stream: the prefix's true peak, and reading it changes nothing after
-    assert m.dbtp == pytest.approx(loudness.true_peak(x[:half], rate), abs=EXACT)
+    assert m.dbtp == pytest.approx(oracle.true_peak(x[:half], rate), abs=EXACT)
     feed(x, [half] + [c for c in cuts if c > half], m)
-    ref = loudness.true_peak(x, rate)
+    ref = oracle.true_peak(x, rate)
     assert ref > 20 * math.log10(np.abs(x).max()) + 0.5  # the burst's inter-sample peaks are in the figure
     assert m.dbtp == pytest.approx(ref, abs=EXACT)
     assert m.sample_peak_dbfs == pytest.approx(20 * math.log10(np.abs(x).max()), abs=EXACT)
@@ -182,9 +185,9 @@ def test_single_samples_and_empty_blocks():
     cuts = sorted({0, n, *singles, *range(0, n, 9_000)})
     cuts = [c for pair in zip(cuts, cuts) for c in pair]  # every cut twice: an empty block after each
     feed(x, cuts, lm, tp)
-    assert_same_series(lm.gating_blocks(), loudness.gating_blocks(x, rate))
-    assert lm.integrated() == pytest.approx(loudness.integrated_loudness(x, rate), abs=INTEGRATED_LU)
-    assert tp.dbtp == pytest.approx(loudness.true_peak(x, rate), abs=EXACT)
+    assert_same_series(lm.gating_blocks(), oracle.gating_blocks(x, rate))
+    assert lm.integrated() == pytest.approx(oracle.integrated_loudness(x, rate), abs=INTEGRATED_LU)
+    assert tp.dbtp == pytest.approx(oracle.true_peak(x, rate), abs=EXACT)
 
 
 @pytest.mark.parametrize("rate", [48_000, 192_000])
@@ -193,7 +196,7 @@ def test_isolated_intersample_peak_fed_sample_by_sample(rate):
     sample at a time: each interpolated value is computed from taps that arrived in earlier blocks."""
     x = np.zeros((3_000, 2), np.float32)
     x[1_000:1_016, 1] = 0.7 * np.sin(np.pi / 2 * np.arange(16) + np.pi / 4)
-    ref = loudness.true_peak(x, rate)
+    ref = oracle.true_peak(x, rate)
     assert ref > 20 * math.log10(np.abs(x).max()) + 2.0  # the figure is an inter-sample peak
     m = TruePeakMeter(rate, 2)
     feed(x, list(range(len(x) + 1)), m)
@@ -276,10 +279,10 @@ def test_limiter_holds_ceiling_and_equals_whole_file(seed):
     ceiling = float(rng.uniform(-3.0, -0.5))
     la, rel = float(rng.uniform(0.5, 10)), float(rng.uniform(0, 200))
     outs, gain, lim, _ = limit([mix, dx, me], RATE, ceiling, la=la, rel=rel, apply_to=[mix, dx, me])
-    whole = loudness.true_peak_limiter([mix, dx, me], RATE, ceiling, la, rel)
+    whole = oracle.true_peak_limiter([mix, dx, me], RATE, ceiling, la, rel)
     assert all(len(o) == len(mix) for o in outs)
     for out in outs:
-        assert loudness.true_peak(out, RATE) <= ceiling
+        assert oracle.true_peak(out, RATE) <= ceiling
     np.testing.assert_allclose(outs[1] + outs[2], outs[0], rtol=0, atol=1e-6)  # one gain: stems still sum
     np.testing.assert_array_equal(outs[0], mix * gain[:, None])
     # One pass of the whole-file limiter sufficed here, so the first stage does the same arithmetic:
@@ -304,11 +307,11 @@ def test_limiter_correction_passes(caplog, seed, la, rel, margin):
     the future), and before that leaves peaks between target and ceiling that the whole-file pass lowers by
     at most margin_db; three stages. Measured: 0.0041, 0.0070 dB (margin 0.01), 0.0009 dB (margin 0.001)."""
     x = hf_noise(seed)
-    with caplog.at_level(logging.DEBUG, logger="pipeline.loudness"):
-        whole = loudness.true_peak_limiter([x], RATE, -1.0, la, rel, margin_db=margin)
+    with caplog.at_level(logging.DEBUG, logger=oracle.log.name):
+        whole = oracle.true_peak_limiter([x], RATE, -1.0, la, rel, margin_db=margin)
     assert sum("limiter sweep" in r.getMessage() for r in caplog.records) == 3  # every pass was needed
     (out,), gain, _, _ = limit([x], RATE, -1.0, la=la, rel=rel, margin=margin, apply_to=[x])
-    assert loudness.true_peak(out, RATE) <= -1.0
+    assert oracle.true_peak(out, RATE) <= -1.0
     assert gain_diff_db(gain, whole.gain) <= 3 * margin
 
 
@@ -320,17 +323,17 @@ def test_limiter_starts_at_the_first_over(one_block):
     x[10_000] = 10 ** (-1.02 / 20)  # under the -1 dBTP ceiling, over its -1.05 target
     x[30_000] = 1.0  # over
     (out,), gain, lim, _ = limit([x], RATE, -1.0, apply_to=[x], cuts=[0, len(x)] if one_block else None)
-    whole = loudness.true_peak_limiter([x], RATE, -1.0)
+    whole = oracle.true_peak_limiter([x], RATE, -1.0)
     assert gain[10_000] == 1.0 and whole.gain[10_000] < 1.0
     assert 0 < gain_diff_db(gain, whole.gain) <= 0.05
     np.testing.assert_array_equal(gain[20_000:], whole.gain[20_000:])
-    assert loudness.true_peak(out, RATE) <= -1.0 and lim.max_reduction_db == pytest.approx(1.05, abs=1e-4)
+    assert oracle.true_peak(out, RATE) <= -1.0 and lim.max_reduction_db == pytest.approx(1.05, abs=1e-4)
 
 
 def test_limiter_not_engaged_passes_audio_through():
     (mix, dx, me), _ = stress_stems(0)
     quiet = [s * np.float32(0.02) for s in (mix, dx, me)]
-    assert max(loudness.true_peak(s, RATE) for s in quiet) < -1.0
+    assert max(oracle.true_peak(s, RATE) for s in quiet) < -1.0
     outs, gain, lim, _ = limit(quiet, RATE, -1.0, apply_to=quiet)
     assert lim.max_reduction_db == 0.0 and np.all(gain == 1.0)
     for out, ref in zip(outs, quiet):
@@ -342,7 +345,7 @@ def test_limiter_fixed_delay_and_lengths():
     is held, whatever the length; the outputs add up to the input."""
     (mix, dx, me), _ = stress_stems(1, seconds=1.0)
     lim = StreamingLimiter(RATE, 3, -1.0)
-    assert lim.latency == 3 * (240 + loudness._TP_HALF_TAPS) + loudness._TP_HALF_TAPS
+    assert lim.latency == 3 * (240 + loudness.TP_HALF_TAPS) + loudness.TP_HALF_TAPS
     fed = out = 0
     cuts = cuts_for(len(mix), np.random.default_rng(2), 5_000)
     for a, b in zip(cuts[:-1], cuts[1:]):
@@ -359,11 +362,11 @@ def test_limiter_with_deliver_scaling():
     unscaled ones; equal to the whole-file limiter used the same way (measured difference 0)."""
     (mix, dx, me), _ = stress_stems(2)
     ceilings = [-2.0, -2.0, -1.0]
-    scaled = [loudness.apply_gain(s, -c) for s, c in zip((mix, dx, me), ceilings)]
+    scaled = [oracle.apply_gain(s, -c) for s, c in zip((mix, dx, me), ceilings)]
     outs, gain, _, _ = limit(scaled, RATE, 0.0, apply_to=[mix, dx, me])
-    ref = loudness.apply_limiter([mix, dx, me], loudness.true_peak_limiter(scaled, RATE, 0.0))
+    ref = oracle.apply_limiter([mix, dx, me], oracle.true_peak_limiter(scaled, RATE, 0.0))
     for out, r, c in zip(outs, ref, ceilings):
-        assert loudness.true_peak(out, RATE) <= c
+        assert oracle.true_peak(out, RATE) <= c
         np.testing.assert_allclose(out, r, rtol=0, atol=1e-7)
 
 
@@ -372,7 +375,7 @@ def test_limiter_raises_when_three_passes_cannot_hold():
     ceiling after three passes, and both say so instead of delivering overs."""
     x = hf_noise(1)
     with pytest.raises(PipelineError):
-        loudness.true_peak_limiter([x], RATE, -1.0, 0.05, 0.0, margin_db=0.01)
+        oracle.true_peak_limiter([x], RATE, -1.0, 0.05, 0.0, margin_db=0.01)
     with pytest.raises(PipelineError, match="could not hold"):
         limit([x], RATE, -1.0, la=0.05, rel=0.0, margin=0.01)
 
@@ -450,7 +453,7 @@ def test_check_stems_stream_equals_check_stems(tmp_path, sources, layout, profil
     wavs = {name: write_wav(tmp_path / f"{name}.wav", a, RATE, layout) for name, a in
             (("MIX", mix), ("DX", dx), ("ME", me))}
     prof = load_profile(profile)
-    ref = qc.check_stems(wavs, layout, prof)
+    ref = oracle_qc.check_stems(wavs, layout, prof)
     read = {name: sf.read(str(p), dtype="float32", always_2d=True)[0] for name, p in wavs.items()}
     speech, me_speech = vad.speech_regions(read["DX"], RATE), vad.speech_regions(read["ME"], RATE)
     ours = qc.check_stems_stream(wavs, layout, prof, speech, me_speech, block_s=0.77)

@@ -12,6 +12,7 @@ import pytest
 from pipeline.spotting import CSV_COLUMNS, Spot, spotting_list, srt_time, write_spotting_csv, write_srt
 from pipeline.timecode import format_timecode, frame_label, frames, parse_timecode, timecode_rate
 from pipeline.vad import Region, merge_regions
+from reference import loudness as oracle
 
 RATE = 48_000
 RATES = ["23.976", "24", "25", "29.97", "30", "50", "59.94", "60"]
@@ -124,6 +125,23 @@ def read_srt(path) -> list[tuple[int, float, float, str]]:
 
 REGIONS = [(1.0, 2.0), Region(2.3, 3.0), (5.0, 5.2), (8.5, 9.75)]
 PEAK = 10 ** (-20 / 20)  # 1 kHz at -20 dBFS peak reads -23.01 LUFS and -23.01 dBFS RMS
+
+
+@pytest.mark.parametrize("layout, channels", [("mono", 1), ("stereo", 2), ("5.1", 6)])
+def test_spot_level_is_the_integrated_loudness_of_its_samples(layout, channels):
+    """Each spot's level is the BS.1770-4 integrated loudness of its own samples (the streaming meter fed them as
+    one block): the oracle's (pyloudnorm's) within 1e-5 LU, so the CSV's 0.01 dB reads the same; -inf for a
+    spot under 400 ms (the 0.2 s one)."""
+    rng = np.random.default_rng(channels)
+    dx = tones(REGIONS, 10.0, PEAK, channels)
+    levels = np.repeat(rng.uniform(0.001, 0.1, 20), RATE // 2)[:, None]  # noise stepping in level every 0.5 s
+    dx += (rng.standard_normal(dx.shape) * levels).astype(np.float32)
+    spots = spotting_list(REGIONS, dx, RATE, None, layout=layout)
+    assert len(spots) == 3 and spots[1].level_lufs == -math.inf
+    for s in spots:
+        ref = oracle.integrated_loudness(dx[round(s.start_s * RATE) : round(s.end_s * RATE)], RATE, layout)
+        assert s.level_lufs == ref or abs(s.level_lufs - ref) <= 1e-5
+        assert f"{s.level_lufs:.2f}" == f"{ref:.2f}"
 
 
 @pytest.mark.parametrize("fps", ["23.976", "29.97", 25])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soxr
 
-from pipeline import loudness, vad
+from pipeline import vad
+from pipeline.meter import LoudnessMeter
 from pipeline.training import demo
 from pipeline.vad import FRAME_S, Region, block_mask, merge_regions, speech_fraction, speech_regions
 
@@ -149,12 +150,13 @@ def test_block_mask_half_block_rule():
 
 
 def test_block_mask_gates_loudness_to_dialogue():
-    """Dialogue-gated loudness: only the blocks under speech count, as loudness.gating_blocks numbers them."""
+    """Dialogue-gated loudness: only the blocks under speech count, as LoudnessMeter.gating_blocks numbers them."""
     t = np.arange(6 * RATE) / RATE
     x = (10 ** (-30 / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)  # 1 kHz, -33.01 LUFS ...
     x[2 * RATE: 4 * RATE] *= 10 ** (10 / 20)  # ... and -23.01 LUFS over [2, 4) s, the "dialogue"
-    blocks = loudness.gating_blocks(x, RATE)
-    mask = block_mask([(2.0, 4.0)], blocks.size)
-    assert loudness.integrated_loudness(x, RATE) < -26  # the quiet part passes the relative gate
+    meter = LoudnessMeter(RATE, 1)
+    meter.add(x)
+    mask = block_mask([(2.0, 4.0)], meter.gating_blocks().size)
+    assert meter.integrated() < -26  # the quiet part passes the relative gate
     # the edge blocks, half in the dialogue, pull the gated figure down by about 0.3 LU
-    assert loudness.gated_loudness(blocks, mask) == pytest.approx(-23.01, abs=0.5)
+    assert meter.gated(mask) == pytest.approx(-23.01, abs=0.5)

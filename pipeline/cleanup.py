@@ -96,7 +96,7 @@ class NoiseReduce:
 
     noisereduce cuts its input into blocks of `chunk_size` samples and filters each with `padding` samples of
     context either side (zeros beyond the ends), seamed without a crossfade; the blocks here are those blocks,
-    so the output is the one a single whole-array call gives (tests/test_stream_stages.py).
+    so the output is the one a single whole-array call gives (tests/equivalence/test_stream_stages.py).
     `block_s`/`margin_s` (seconds) set another block and context; None takes noisereduce's own. Memory: one
     block plus its context (600000 + 2 x 30000 samples by default, 13.75 s at 48 kHz) per thread, whatever the
     reel's length. `threads` > 1 filters that many blocks at once (noisereduce's FFTs and numpy release the

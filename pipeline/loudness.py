@@ -28,7 +28,7 @@ LRA_PERCENTILES = (10.0, 95.0)  # Tech 3342: LRA = 95th - 10th percentile of gat
 
 # K-weighting (BS.1770-4 tables 1 and 2) for any rate, as Brecht De Man derived it: a high shelf and the RLB
 # high-pass, each from its analogue prototype by the bilinear transform; at 48 kHz they give the tables'
-# coefficients. The same filters as pyloudnorm's "DeMan" class (tests/test_loudness.py checks every bit).
+# coefficients. The same filters as pyloudnorm's "DeMan" class (tests/equivalence/test_loudness.py checks every bit).
 _SHELF_GAIN_DB, _SHELF_Q, _SHELF_HZ = 3.99984385397, 0.7071752369554193, 1681.9744509555319
 _SHELF_VB_EXPONENT = 0.499666774155  # the shelf's mid gain Vb = Vh ** this
 _HIGH_PASS_Q, _HIGH_PASS_HZ = 0.5003270373253953, 38.13547087613982

@@ -5,7 +5,7 @@ to DX/MX/FX/ME by the stem map.
 `(1 - overlap) × segment` apart), each crossfaded into its neighbours by a triangular weight. `stream_apply`
 runs exactly those segments, in order, each read from the spill file with the context apply_model would give it,
 and writes out every sample no later segment reaches: the whole-file result, segment by segment, with demucs's
-own crossfade at every join (tests/test_stream.py compares it with the whole-file call, tests/reference/). The
+own crossfade at every join (tests/equivalence/test_stream.py compares it with the whole-file call, tests/reference/). The
 input normalisation (demucs.api's mean/std of the mono mix) is measured over the whole group in a first pass,
 as the whole-file call does. A bag of models runs one such pass per model. With `shifts > 0` demucs shifts each
 call at random, so no two runs (whole or streamed) are equal.

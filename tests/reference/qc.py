@@ -1,5 +1,5 @@
 """The whole-array QC reelsplit used before issue 13 (pipeline.qc.check_stems), kept unchanged as the oracle
-pipeline.qc.check_stems_stream is tested against (tests/test_meter.py): every stem read whole, measured with
+pipeline.qc.check_stems_stream is tested against (tests/equivalence/test_meter.py): every stem read whole, measured with
 reference.loudness, its own VAD run. The checks themselves (qc.verdict) and the result type are pipeline's."""
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import malloc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import ctypes, json, sys
 import numpy as np

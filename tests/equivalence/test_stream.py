@@ -242,7 +242,8 @@ def peak_rss_mb(model: str, seconds: int, folder) -> float:
     from conftest import ROOT
 
     folder.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    paths = [ROOT, ROOT / "tests", ROOT / "tests" / "equivalence"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
     proc = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, model, str(seconds), str(folder)], env=env,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-2000:]

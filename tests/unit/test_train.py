@@ -267,7 +267,7 @@ def test_missing_source_folder_is_a_clear_error(stems, tmp_path):
 def test_init_from_another_dme_model_takes_the_training_segment(stems, tmp_path):
     from demucs.hf import load_safetensors_model
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from tiny_demucs import write_tiny_model
 
     other = write_tiny_model(tmp_path / "repo", "tiny_dme")          # segment 4 s, sources in our order
@@ -280,7 +280,7 @@ def test_init_from_another_dme_model_takes_the_training_segment(stems, tmp_path)
 
 
 def test_init_with_other_sources_is_refused(stems, tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     from tiny_demucs import write_tiny_model
 
     music_model = write_tiny_model(tmp_path / "repo", "tiny_music", sources=("drums", "bass", "other", "vocals"))

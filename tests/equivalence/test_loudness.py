@@ -3,7 +3,7 @@ cross-checked against ffmpeg's ebur128 filter where ffmpeg is installed and agai
 unless stated.
 
 Each check runs on the production meters and limiter of pipeline.meter (fed whole arrays in odd-size blocks;
-`impl` "meter") and on the whole-array oracle the equivalence tests of tests/test_meter.py compare them with
+`impl` "meter") and on the whole-array oracle the equivalence tests of tests/equivalence/test_meter.py compare them with
 (reference.loudness; `impl` "oracle"), so both stand on the standard's signals on their own."""
 from __future__ import annotations
 
@@ -519,7 +519,7 @@ def test_oracle_limiter_gain_does_not_depend_on_block_size(monkeypatch):
     np.testing.assert_array_equal(oracle.true_peak_limiter([mix, dx, me], RATE, CEILING).gain, reference.gain)
 
 
-def test_oracle_limiter_rejects_bad_input():  # the streaming limiter's: tests/test_meter.py
+def test_oracle_limiter_rejects_bad_input():  # the streaming limiter's: tests/equivalence/test_meter.py
     with pytest.raises(ValueError, match="same length"):
         oracle.true_peak_limiter([np.zeros((100, 2)), np.zeros((99, 2))], RATE, -1.0)
     with pytest.raises(ValueError):

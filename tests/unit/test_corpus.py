@@ -16,7 +16,7 @@ import soundfile as sf
 from pipeline.errors import ConfigError, MediaError
 from pipeline.training import corpus, demo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("ffmpeg", "espeak-ng", "fluidsynth")) or not demo.SOUNDFONT.is_file()
     or not corpus.ASTERISK_DIR.is_dir() or not all(d.is_dir() for d, _ in corpus.THEME_DIRS.values()),

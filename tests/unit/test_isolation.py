@@ -23,7 +23,7 @@ def seen() -> dict:
 
 
 def _seen_in_a_subprocess() -> dict:
-    code = "import json, sys; sys.path.insert(0, 'tests/unit'); from test_isolation import seen; print(json.dumps(seen()))"
+    code = "import json, sys; sys.path[:0] = ['tests', 'tests/unit']; from test_isolation import seen; print(json.dumps(seen()))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          timeout=120, stdin=subprocess.DEVNULL)
     return json.loads(out.stdout)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,7 @@ class AudioStream:
     duration_s: float | None
     language: str | None
     title: str | None
+    label: str | None = None   # a one-channel stream's channel name as ffprobe reports it ("FL"), else None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,17 @@ def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def channel_label(layout: str | None, channels: int) -> str | None:
+    """The channel name of a one-channel stream whose layout ffprobe spells "1 channels (FL)" (or "FL"); "FC"
+    for "mono" (ffmpeg's mono is the centre); None for an unlabelled track and for several channels."""
+    if channels != 1 or not layout:
+        return None
+    if layout.strip() == "mono":
+        return "FC"
+    m = re.fullmatch(r"1 channels \(([A-Za-z]+)\)|([A-Z]{1,3})", layout.strip())
+    return (m.group(1) or m.group(2)) if m else None
+
+
 def parse_probe(data: dict, path: Path) -> MediaInfo:
     """Turn ffprobe's `-show_streams -show_format` JSON into a MediaInfo (pure: no I/O). Fields of the wrong
     type or without a usable value ("N/A", "0/0") count as absent."""
@@ -121,6 +134,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     duration_s=_float(stream.get("duration")),
                     language=_text(tags.get("language")),
                     title=_text(tags.get("title")) or _text(tags.get("handler_name")),
+                    label=channel_label(_text(stream.get("channel_layout")), channels),
                 )
             )
         elif kind == "video" and not _mapping(stream.get("disposition")).get("attached_pic"):

@@ -108,6 +108,7 @@ class Probed:
     master: Master
     input_sha: str
     key: str
+    timeout: float             # seconds one ffmpeg pass over the file may take
 
     @property
     def layout(self) -> Layout:
@@ -153,7 +154,7 @@ class Reel:
 
     @property
     def timeout(self) -> float:
-        return ffmpeg_timeout(self.probed.info.duration_s)
+        return self.probed.timeout
 
 
 def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, *,
@@ -199,7 +200,7 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
     input_sha = sha256_file(job.path)
     key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
-    return Probed(info, master, input_sha, key)
+    return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
 
 
 def _resume_or_run(reel: Reel, force: bool) -> ReportRow:

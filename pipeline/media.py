@@ -89,6 +89,12 @@ def _int(value, default: int = 0) -> int:
     return int(number) if number is not None else default
 
 
+def _clock(text) -> float | None:
+    """Seconds from a Matroska stream's DURATION tag ("00:00:01.500000000"); None when absent or malformed."""
+    m = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip()) if isinstance(text, str) else None
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
 def _text(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -131,7 +137,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     channels=channels,
                     layout=normalise_layout(_text(stream.get("channel_layout")), channels),
                     sample_rate=rate,
-                    duration_s=_float(stream.get("duration")),
+                    duration_s=_float(stream.get("duration")) or _clock(tags.get("duration")),
                     language=_text(tags.get("language")),
                     title=_text(tags.get("title")) or _text(tags.get("handler_name")),
                     label=channel_label(_text(stream.get("channel_layout")), channels),

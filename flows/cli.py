@@ -58,6 +58,10 @@ def _add_run(sub) -> None:
                      help="files processed at once (default: one per CPU core, at most 4 and at most the number of "
                      "files; torch gets cores ÷ workers threads each)")
     run.add_argument("--stream", type=int, default=0, help="which audio stream of each file (default 0, the first)")
+    run.add_argument("--tracks", default=None, metavar="MAP",
+                     help="name every audio channel of the files, in order, e.g. L,R,C,LFE,Ls,Rs,Lt,Rt (5.1 as six "
+                     "mono tracks + a stereo fold-down) or L,C,R,Ls,Rs,LFE (film order); - for an unused track "
+                     "(default: the config's tracks:, else ffprobe's channel labels or the track count)")
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--stereo-downmix", action="store_true",
@@ -270,7 +274,7 @@ def cmd_demo_reel(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pipeline.config import Settings
+    from pipeline.config import Settings, parse_tracks
     from pipeline.models import resolve
     from pipeline.profiles import load_profile
 
@@ -279,6 +283,8 @@ def cmd_run(args) -> int:
     settings = Settings.load(args.config)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
+    if args.tracks:
+        settings = dataclasses.replace(settings, tracks=parse_tracks(args.tracks, "--tracks"))
     if args.device:
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))

@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import Layout
 from pipeline.malloc import tune_malloc
+from pipeline.master import Master, select_master
 from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
 from pipeline.media import AudioStream, MediaInfo
 from pipeline.models import ModelSpec
@@ -100,14 +101,18 @@ class StageTimer:
 
 @dataclass(frozen=True)
 class Probed:
-    """What the probe stage found: the file, the stream processed, its layout and the cache key."""
+    """What the probe stage found: the file, the audio processed (one stream or assembled tracks), its layout
+    and the cache key."""
 
     info: MediaInfo
-    stream: AudioStream
-    layout: Layout
+    master: Master
     input_sha: str
     key: str
     timeout: float             # seconds one ffmpeg pass over the file may take
+
+    @property
+    def layout(self) -> Layout:
+        return self.master.layout
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class Reel:
     @property
     def rate(self) -> int:
         """The spec's rate for every output, else the source's."""
-        return self.profile.sample_rate or self.probed.stream.sample_rate
+        return self.profile.sample_rate or self.probed.master.sample_rate
 
     @property
     def timeout(self) -> float:
@@ -164,6 +169,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             probed = _probe(job, spec, settings, profile, row)
+        say(f"[{job.title}] audio: {probed.master.describe()}")
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
@@ -189,13 +195,12 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
 def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, row: ReportRow) -> Probed:
     """Probe the file, pick and check its audio, hash it for the cache key; the row gets what was found."""
     info = media.probe(job.path)
-    stream = audio.select_stream(info, job.audio_stream)
-    layout = audio.check_layout(stream, job.path)
-    row.duration_s, row.sample_rate = info.duration_s, stream.sample_rate
-    row.channels, row.layout = stream.channels, layout.name
+    master = select_master(info, job.audio_stream, settings.tracks)
+    row.duration_s, row.sample_rate = info.duration_s, master.sample_rate
+    row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
     input_sha = sha256_file(job.path)
     key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
-    return Probed(info, stream, layout, input_sha, key, ffmpeg_timeout(info.duration_s))
+    return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
 
 
 def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
@@ -220,9 +225,9 @@ def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
 # ---------------------------------------------------------------------------------------------------- stages
 
 def _extract(reel: Reel) -> None:
-    """The stream decoded (and resampled to the spec's rate) into a spill file."""
-    stream = reel.probed.stream
-    reel.mix = audio.extract_to_raw(reel.job.path, stream, reel.workspace.spill("mix", stream.channels),
+    """The master decoded (and resampled to the spec's rate) into a spill file, in its layout's order."""
+    master = reel.probed.master
+    reel.mix = audio.extract_to_raw(reel.job.path, master, reel.workspace.spill("mix", master.channels),
                                     rate_out=reel.rate, timeout=reel.timeout)
 
 
@@ -349,31 +354,43 @@ def _spotting(reel: Reel) -> None:
 
 
 def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: MediaInfo,
-                       stream: AudioStream) -> list[remux.Track]:
-    """Audio tracks of the deliverable: original (copied), delivered mix, DX, M&E, then MX and FX if made, then
-    every other audio track of the source, copied untouched (a deliverable never drops a track of the master)."""
-    tracks = [remux.Track(None, "Original mix", language, stream.audio_index),
-              remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
-              remux.Track(wavs["DX"], "DX dialogue", language),
-              remux.Track(wavs["ME"], "M&E", "zxx")]
+                       master: Master) -> list[remux.Track]:
+    """Audio tracks of the deliverable: the master's own tracks (copied untouched), delivered mix, DX, M&E, then
+    MX and FX if made, then every other audio track of the source, copied (a deliverable never drops a track)."""
+    used = {s.audio_index for s in master.streams}
+    tracks = [remux.Track(None, _original_title(master, s), s.language or language, s.audio_index)
+              for s in master.streams]
+    tracks += [remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
+               remux.Track(wavs["DX"], "DX dialogue", language),
+               remux.Track(wavs["ME"], "M&E", "zxx")]
     tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
                if k in wavs]
     return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
                                  s.language or language, s.audio_index)
-                     for s in info.audio if s.audio_index != stream.audio_index]
+                     for s in info.audio if s.audio_index not in used]
+
+
+def _original_title(master: Master, stream: AudioStream) -> str:
+    """"Original mix" for a master that is one stream; "Original L (a:0)" for one track of assembled ones."""
+    if master.single is not None:
+        return "Original mix"
+    names = [master.layout.labels[j] for j, (s, _) in enumerate(master.channels_from)
+             if s.audio_index == stream.audio_index]
+    return f"Original {' '.join(names)} (a:{stream.audio_index})"
 
 
 def _start_remux(reel: Reel) -> Future:
     """The remux (an ffmpeg process: picture copied, the stems as labelled tracks) started in a thread, so it
     runs on another core while the QC reads the stems; `_finish_remux` waits for it."""
-    info, stream, job = reel.probed.info, reel.probed.stream, reel.job
+    info, master, job = reel.probed.info, reel.probed.master, reel.job
 
     def remux_now() -> tuple[remux.RemuxResult, float]:
         t0 = time.perf_counter()
-        _, suffix = remux.deliverable_container(info, stream.audio_index)
-        tracks = deliverable_tracks(reel.wavs, reel.profile, stream.language or reel.settings.language, info,
-                                    stream)
-        result = remux.remux(info, stream.audio_index, tracks, job.out_dir / f"{job.title}{suffix}",
+        first = master.first.audio_index
+        _, suffix = remux.deliverable_container(info, first)
+        tracks = deliverable_tracks(reel.wavs, reel.profile, master.language or reel.settings.language, info,
+                                    master)
+        result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
                              bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
         return result, time.perf_counter() - t0
 

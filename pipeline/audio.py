@@ -15,8 +15,8 @@ import numpy as np
 
 from .errors import MediaError
 from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
-from .layout import Layout, get_layout
-from .media import AudioStream, MediaInfo
+from .layout import get_layout
+from .master import Master
 from .outputs import atomic_output
 from .readers import RawFile, raw_bytes
 from .resample import Resampler
@@ -26,34 +26,12 @@ BLOCK_FRAMES = 1 << 16
 ORIGINATOR = "reelsplit"   # bext Originator (32 characters at most)
 _READ_FRAMES = 1 << 16     # frames per pipe read
 
-def check_layout(stream: AudioStream, path: Path) -> Layout:
-    """The stream's Layout if reelsplit can separate it, else MediaError with the reason."""
-    try:
-        return get_layout(stream.layout, stream.channels)
-    except MediaError as exc:
-        raise MediaError(exc.message, path) from None
-
-
-def select_stream(info: MediaInfo, n: int = 0) -> AudioStream:
-    """Audio stream `n` of the file, refusing a multi-mono master (two or more one-channel tracks, as 5.1 as
-    six tracks or stereo as two): separating one of its tracks alone would drop the others from every output.
-    MediaError names the track count and the reason."""
-    stream = info.audio_stream(n)
-    mono = info.mono_tracks()
-    if len(mono) >= 2:
-        raise MediaError(
-            f"audio is {len(mono)} separate mono tracks of {len(info.audio)} (a multi-mono master, e.g. 5.1 as "
-            "six tracks): reelsplit does not assemble tracks into one layout yet, and processing one track "
-            f"alone would drop the other {len(mono) - 1}; deliver the audio as one interleaved stream", info.path)
-    return stream
-
-
-def extract(path: Path, stream: AudioStream, *, timeout: float | None = None) -> np.ndarray:
-    """Decode audio stream `stream` of `path` to float32 (samples, channels) at the stream's own rate: the
-    pipe of `extract_to_raw` into memory (tests, short files)."""
-    sink = _Collect(stream.channels)
-    extract_to_raw(path, stream, sink, timeout=timeout)
-    return np.concatenate(sink.parts) if sink.parts else np.zeros((0, stream.channels), np.float32)
+def extract(path: Path, master: Master, *, timeout: float | None = None) -> np.ndarray:
+    """Decode `master` of `path` to float32 (samples, channels) at its own rate: the pipe of `extract_to_raw`
+    into memory (tests, short files)."""
+    sink = _Collect(master.channels)
+    extract_to_raw(path, master, sink, timeout=timeout)
+    return np.concatenate(sink.parts) if sink.parts else np.zeros((0, master.channels), np.float32)
 
 
 class _Collect:
@@ -100,22 +78,35 @@ def write_wav(
 
 # ------------------------------------------------------------------------------------------------ pipes
 
-def extract_to_raw(path: Path, stream: AudioStream, raw: RawFile, *, rate_out: int | None = None,
-                   timeout: float | None = None) -> RawFile:
-    """Decode audio stream `stream` of `path` through a pipe into `raw` (float32 at the stream's rate, or
-    resampled to `rate_out` with soxr as it arrives). `raw` is anything with `append(block)` and `flush()`.
-    All channels are kept in ffmpeg's order for the layout (5.1: L R C LFE Ls Rs). A damaged stream — no
-    samples, packets ffmpeg could not decode, or less audio than the file declares (truncated) — is a
-    MediaError: ffmpeg exits 0 on both, and a reel delivered short or out of sync must not look complete."""
+def decode_command(path: Path, master: Master) -> list[str]:
+    """ffmpeg decoding `master` of `path` to float32 on stdout: one stream as it is, or the tracks joined into
+    the layout's channels in order (ffmpeg's join filter, each channel mapped by index: no remix)."""
     src = tf.input(str(Path(path).resolve()))
-    cmd = (
-        tf.output(src.audio_stream(stream.audio_index), filename="pipe:1", f="f32le", acodec="pcm_f32le",
-                  ac=stream.channels, ar=stream.sample_rate)
-        .global_args(hide_banner=True, loglevel="error")
-        .compile()
-    )
-    rs = Resampler(stream.sample_rate, rate_out or stream.sample_rate, stream.channels)
-    frame = 4 * stream.channels
+    single = master.single
+    if single is not None:
+        audio, extra = src.audio_stream(single.audio_index), {"ac": single.channels}
+    else:
+        streams = master.streams
+        where = {s.audio_index: k for k, s in enumerate(streams)}
+        mapping = "|".join(f"{where[s.audio_index]}.{c}-{name}"
+                           for (s, c), name in zip(master.channels_from, master.layout.ffmpeg_channels))
+        audio = tf.filters.join(*(src.audio_stream(s.audio_index) for s in streams), inputs=len(streams),
+                                channel_layout=master.layout.ffmpeg, map=mapping)
+        extra = {}      # no -ac: it would remix the joined layout into ffmpeg's default one for the count
+    return (tf.output(audio, filename="pipe:1", f="f32le", acodec="pcm_f32le", ar=master.sample_rate, **extra)
+            .global_args(hide_banner=True, loglevel="error").compile())
+
+
+def extract_to_raw(path: Path, master: Master, raw: RawFile, *, rate_out: int | None = None,
+                   timeout: float | None = None) -> RawFile:
+    """Decode `master` of `path` through a pipe into `raw` (float32 at the master's rate, or resampled to
+    `rate_out` with soxr as it arrives). `raw` is anything with `append(block)` and `flush()`.
+    Channels come in the layout's order (5.1: L R C LFE Ls Rs). A damaged stream — no samples, packets ffmpeg
+    could not decode, or less audio than the file declares (truncated) — is a MediaError: ffmpeg exits 0 on
+    both, and a reel delivered short or out of sync must not look complete."""
+    cmd = decode_command(path, master)
+    rs = Resampler(master.sample_rate, rate_out or master.sample_rate, master.channels)
+    frame = 4 * master.channels
     proc = popen_reader(cmd, timeout=timeout)
     assert proc.stdout is not None
     carry, decoded = b"", 0
@@ -124,7 +115,7 @@ def extract_to_raw(path: Path, stream: AudioStream, raw: RawFile, *, rate_out: i
             data = carry + data
             usable = len(data) - len(data) % frame
             carry = data[usable:]
-            block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, stream.channels)
+            block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, master.channels)
             decoded += block.shape[0]
             raw.append(rs.push(block))
         raw.append(rs.flush())
@@ -135,7 +126,7 @@ def extract_to_raw(path: Path, stream: AudioStream, raw: RawFile, *, rate_out: i
         raise MediaError("the audio stream decoded to no samples", path)
     if errors:
         raise MediaError(f"damaged audio: {errors} packet(s) could not be decoded (corrupt data)", path)
-    declared, got = stream.duration_s, decoded / stream.sample_rate
+    declared, got = master.duration_s, decoded / master.sample_rate
     if declared and declared - got > max(0.05, 0.01 * declared):
         raise MediaError(f"damaged audio: decoded only {got:.2f} s of the {declared:.2f} s the file declares "
                          "(truncated or corrupt)", path)

@@ -90,6 +90,21 @@ class SeparationSettings:
     dfn3_pairs: str = "mid"          # stereo pairs: "mid" (DFN3 of L+R, placed back by pan) or "channels"
 
 
+def parse_tracks(value: Any, source: str | Path = "config") -> tuple[str, ...] | None:
+    """A track map from YAML (a list) or the command line ("L,R,C,LFE,Ls,Rs"); None when absent."""
+    from .master import check_track_map
+
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f"{source}: tracks must be a list of track labels, got {value!r}")
+    try:
+        return check_track_map(items)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: tracks: {exc}") from None
+
+
 def _check_split(value: Any, source: str | Path) -> bool:
     """`split: true` only: reelsplit separates segment by segment so memory stays flat however long the reel,
     which is apply_model's split=True; split=False would hold the whole reel in one forward pass."""
@@ -108,10 +123,11 @@ class Settings:
     cleanup: str = "auto"            # auto | noisereduce | dfn3 | none (auto: see cleanup.resolve_method)
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
     stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
+    tracks: tuple[str, ...] | None = None   # track map: a label per audio channel of the file (pipeline/master.py)
 
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
-        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix"}, "", source)
+        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks"}, "", source)
         sep = check_mapping(data.get("separation"), "separation", source)
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
@@ -140,6 +156,7 @@ class Settings:
             cleanup=check_choice(data.get("cleanup", "auto"), ("auto", "noisereduce", "dfn3", "none"), "cleanup", source),
             language=language,
             stereo_downmix=check_choice(data.get("stereo_downmix", False), (True, False), "stereo_downmix", source),
+            tracks=parse_tracks(data.get("tracks"), source),
         )
 
     @staticmethod

@@ -107,8 +107,9 @@ def plan_delivery(sources: dict, settings: DeliverySettings) -> DeliveryPlan:
             meters[stem].add(sources[stem].read(s, block))
     before = read_measurement(measurement, meters[stem], speech_blocks)
     lm = meters["MIX"]
+    gain = gain_to_target(before, target, MAX_GAIN_DB) if settings.profile.normalize else 0.0
     return DeliveryPlan(Loudness(lm.integrated(), peak.dbtp, peak.sample_peak_dbfs, lm.lra()), measurement,
-                        target, before, speech_pct, gain_to_target(before, target, MAX_GAIN_DB))
+                        target, before, speech_pct, gain)
 
 
 def deliver_stream(sources: dict, settings: DeliverySettings, open_writer, *,
@@ -134,7 +135,7 @@ def deliver_stream(sources: dict, settings: DeliverySettings, open_writer, *,
         try:
             limiter_db, meter = _write_pass(sources, settings, plan.measurement, gain_db, writers)
             missing = (plan.target_lufs - read_measurement(plan.measurement, meter, settings.speech_blocks)
-                       if limiter_db > 0 else 0.0)
+                       if limiter_db > 0 and settings.profile.normalize else 0.0)   # `keep`: no target chased
             if (limiter_db <= 0 or abs(missing) <= CONVERGED_LU or passes == MAX_PASSES
                     or gain_db + missing > MAX_GAIN_DB):
                 paths = {n: w.close() for n, w in writers.items()}

@@ -57,19 +57,47 @@ class Layout:
 LAYOUTS: dict[str, Layout] = {
     "mono": Layout("mono", ("C",), ("FC",), "mono", ((0,),), (0,), ("1.0",)),
     "stereo": Layout("stereo", ("L", "R"), ("FL", "FR"), "stereo", ((0, 1),), (0, 1), ("2.0",)),
-    # ffmpeg's "5.1" names the surrounds BL/BR and "5.1(side)" SL/SR; film uses the six channels alike.
+    # ffmpeg's "5.0"/"5.1" name the surrounds BL/BR and "5.0(side)"/"5.1(side)" SL/SR; film uses them alike.
+    "5.0": Layout("5.0", ("L", "R", "C", "Ls", "Rs"), ("FL", "FR", "FC", "BL", "BR"), "5.0",
+                  ((0, 1), (2,), (3, 4)), (2,), ("5.0(side)",)),
     "5.1": Layout("5.1", ("L", "R", "C", "LFE", "Ls", "Rs"), ("FL", "FR", "FC", "LFE", "BL", "BR"), "5.1",
                   ((0, 1), (2,), (4, 5)), (2,), ("5.1(side)",)),
+    # 7.1 in the WAVE channel-mask order ffmpeg reads and writes (FL FR FC LFE BL BR SL SR): the rear surrounds
+    # before the side surrounds. A master in SMPTE film order (L R C LFE Lss Rss Lrs Rrs) is mapped by label.
+    "7.1": Layout("7.1", ("L", "R", "C", "LFE", "Lrs", "Rrs", "Lss", "Rss"),
+                  ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"), "7.1",
+                  ((0, 1), (2,), (4, 5), (6, 7)), (2,)),
 }
+# Track-map and channel labels → ffmpeg's channel name: film labels, ffmpeg's own, and the side/back synonyms
+# of 5.x (Ls/Rs are the surrounds whether ffmpeg calls them back or side). Lt/Rt: a stereo fold-down.
+LABELS = {"L": "FL", "R": "FR", "C": "FC", "LFE": "LFE", "Ls": "BL", "Rs": "BR", "Lrs": "BL", "Rrs": "BR",
+          "Lss": "SL", "Rss": "SR", "Lt": "Lt", "Rt": "Rt",
+          **{c: c for c in ("FL", "FR", "FC", "BL", "BR", "SL", "SR")}}
 _BY_ALIAS = {alias: lay for lay in LAYOUTS.values() for alias in lay.aliases}
 _BY_CHANNELS = {lay.channels: lay for lay in LAYOUTS.values()}
 
 
 def supported() -> str:
-    """The supported layouts for a message: "mono, stereo and 5.1 (L R C LFE Ls Rs)"."""
-    names = list(LAYOUTS)
-    last = LAYOUTS[names[-1]]
-    return f"{', '.join(names[:-1])} and {last.name} ({' '.join(last.labels)})"
+    """The supported layouts for a message: "mono, stereo, 5.0 (L R C Ls Rs), 5.1 (…) and 7.1 (…)"."""
+    names = [n if n in ("mono", "stereo") else f"{n} ({' '.join(LAYOUTS[n].labels)})" for n in LAYOUTS]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def positions(layout: Layout) -> dict[str, int]:
+    """ffmpeg channel name → position in `layout`, the side and back names of a 5.x's surrounds both taken."""
+    found = {c: i for i, c in enumerate(layout.ffmpeg_channels)}
+    if "SL" not in found and "BL" in found:
+        found.update({"SL": found["BL"], "SR": found["BR"]})
+    return found
+
+
+def by_channel_set(names: set[str]) -> Layout | None:
+    """The layout whose channels are exactly `names` (ffmpeg channel names; SL/SR stand for 5.x's BL/BR)."""
+    for lay in LAYOUTS.values():
+        if len(names) == lay.channels and set(positions(lay)[n] for n in names if n in positions(lay)) == \
+                set(range(lay.channels)):
+            return lay
+    return None
 
 
 def normalise_layout(name: str | None, channels: int) -> str:

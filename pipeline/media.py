@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,7 @@ class AudioStream:
     duration_s: float | None
     language: str | None
     title: str | None
+    label: str | None = None   # a one-channel stream's channel name as ffprobe reports it ("FL"), else None
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,29 @@ def _int(value, default: int = 0) -> int:
     return int(number) if number is not None else default
 
 
+def _clock(text) -> float | None:
+    """Seconds from a Matroska stream's DURATION tag ("00:00:01.500000000"); None when absent or malformed."""
+    m = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip()) if isinstance(text, str) else None
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
 def _text(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
 def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def channel_label(layout: str | None, channels: int) -> str | None:
+    """The channel name of a one-channel stream whose layout ffprobe spells "1 channels (FL)" (or "FL"); "FC"
+    for "mono" (ffmpeg's mono is the centre); None for an unlabelled track and for several channels."""
+    if channels != 1 or not layout:
+        return None
+    if layout.strip() == "mono":
+        return "FC"
+    m = re.fullmatch(r"1 channels \(([A-Za-z]+)\)|([A-Z]{1,3})", layout.strip())
+    return (m.group(1) or m.group(2)) if m else None
 
 
 def parse_probe(data: dict, path: Path) -> MediaInfo:
@@ -118,9 +137,10 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     channels=channels,
                     layout=normalise_layout(_text(stream.get("channel_layout")), channels),
                     sample_rate=rate,
-                    duration_s=_float(stream.get("duration")),
+                    duration_s=_float(stream.get("duration")) or _clock(tags.get("duration")),
                     language=_text(tags.get("language")),
                     title=_text(tags.get("title")) or _text(tags.get("handler_name")),
+                    label=channel_label(_text(stream.get("channel_layout")), channels),
                 )
             )
         elif kind == "video" and not _mapping(stream.get("disposition")).get("attached_pic"):

@@ -35,6 +35,8 @@ class Profile:
     fallback_target_lufs: float | None = None     # ... against this target instead
     layouts: tuple[str, ...] = tuple(LAYOUTS)   # channel layouts the spec accepts (pipeline.layout)
     naming: str = "{title}_{stem}.wav"          # stem file names; {title} and {stem} (MIX, DX, ME, MX, FX)
+    normalize: bool = True      # False: no gain (the mix keeps its level), measured and verified; limited only
+                                # where a ceiling is passed
 
     @property
     def me_ceiling_dbtp(self) -> float:
@@ -49,7 +51,7 @@ class Profile:
     def from_dict(data: dict, source: str | Path) -> "Profile":
         allowed = {"name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp",
                    "sample_rate", "bit_depth", "noise_reduction", "me_true_peak_dbtp", "fallback_min_speech_pct",
-                   "fallback_target_lufs", "layouts", "naming"}
+                   "fallback_target_lufs", "layouts", "naming", "normalize"}
         check_keys(data, allowed, "", source)
         missing = [k for k in ("name", "target_lufs", "true_peak_dbtp") if k not in data]
         if missing:
@@ -84,6 +86,7 @@ class Profile:
             noise_reduction=check_range(data.get("noise_reduction", 0.5), 0.0, 1.0, "noise_reduction", source),
             layouts=layouts,
             naming=naming,
+            normalize=check_choice(data.get("normalize", True), (True, False), "normalize", source),
             **optional,
         )
 

@@ -27,6 +27,7 @@ class ReportRow:
     sample_rate: int = 0
     channels: int = 0
     layout: str = ""
+    tracks: str = ""                   # what was processed: "a:0 5.1", or assembled tracks and what was not
     model: str = ""
     cleanup: str = ""
     profile: str = ""

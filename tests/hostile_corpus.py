@@ -154,8 +154,8 @@ def build(root: Path) -> Corpus:
            "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264, "-c:a", "pcm_s24le", "-shortest", two)
     cases["two_streams"] = two
 
-    # --- multi-mono masters: one channel per track, unlabelled (MOV, MXF) or labelled FL/FR. Until such
-    # tracks are assembled into one layout they must fail, never be processed as track 1 alone.
+    # --- multi-mono masters: one channel per track, unlabelled (MOV, MXF) or labelled FL/FR: assembled into one
+    # layout by their count or labels (pipeline/master.py), never processed as track 1 alone.
     tracks = [a for i in range(6) for a in programme(1, RATE, SECONDS, 20 + i)]
     maps = [a for i in range(1, 7) for a in ("-map", f"{i}:a")]
     cases["multi_mono_mov"] = drop / "multi_mono_51.mov"
@@ -169,6 +169,19 @@ def build(root: Path) -> Corpus:
            "-filter_complex", "[1:a]aformat=channel_layouts=FL[l];[2:a]aformat=channel_layouts=FR[r]",
            "-map", "0:v", "-map", "[l]", "-map", "[r]", *H264, "-c:a", "pcm_s24le", "-shortest",
            cases["dual_mono_labelled"])
+
+    # --- multi-track masters that cannot be assembled: each one line, the batch goes on
+    cases["tracks_rates_differ"] = drop / "tracks_rates_differ.mov"
+    ffmpeg(*picture(), *programme(1, RATE, SECONDS, 40), *programme(1, 44100, SECONDS, 41),
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264, "-c:a", "pcm_s24le", "-shortest",
+           cases["tracks_rates_differ"])
+    cases["tracks_lengths_differ"] = drop / "tracks_lengths_differ.mkv"
+    ffmpeg(*programme(1, RATE, SECONDS, 42), *programme(1, RATE, SECONDS - 0.5, 43),
+           "-map", "0:a", "-map", "1:a", "-c:a", "pcm_s24le", cases["tracks_lengths_differ"])
+    eight = [a for i in range(8) for a in programme(1, RATE, SECONDS, 50 + i)]
+    cases["eight_unlabelled"] = drop / "eight_unlabelled.mxf"
+    ffmpeg(*picture(), *eight, "-map", "0:v", *[a for i in range(1, 9) for a in ("-map", f"{i}:a")],
+           "-c:v", "mpeg2video", "-c:a", "pcm_s24le", "-shortest", cases["eight_unlabelled"])
 
     # --- variable frame rate: the first second at 24 fps, then 60 fps (timestamps kept as they are)
     vfr = drop / "vfr.mkv"

@@ -27,7 +27,7 @@ def reels(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(available()))
+@pytest.mark.parametrize("name", sorted(set(available()) - {"keep"}))
 def test_each_profile_end_to_end(harness, reels, tmp_path, name):
     from flows.reel import run
 
@@ -47,6 +47,30 @@ def test_each_profile_end_to_end(harness, reels, tmp_path, name):
             assert abs(row.dialog_gated_lufs - profile.target_lufs) <= profile.tolerance_lu
             assert meters["MIX"]["I"] <= row.dialog_gated_lufs + 1.0
         assert abs(meters["MIX"]["I"] - row.output_lufs) <= 0.15       # our meter agrees with ffmpeg's
+
+
+@pytest.mark.slow
+def test_keep_profile_keeps_a_compliant_printmasters_level(harness, reels, tmp_path):
+    """`keep` applies no gain: a mix already at -23 LUFS (made compliant by an ebu-r128 run) comes out sample for
+    sample as it went in, QC pass; a mix 2 LU too loud keeps its level too (the limiter holds -1 dBTP), and QC
+    says it is off target."""
+    from flows.reel import run
+
+    first = run(reels[:1], tmp_path / "ebu", resolve("dfn3"), Settings.load(), load_profile("ebu-r128"))
+    compliant = tmp_path / "ebu" / first.rows[0].title / f"{first.rows[0].title}_MIX.wav"
+    hot = tmp_path / "hot.wav"
+    x, rate = sf.read(compliant, dtype="float64", always_2d=True)
+    sf.write(hot, x * 10 ** (2 / 20), rate, subtype="PCM_24")       # +2 LU: peaks up to +1 dBTP, under 0 dBFS
+    keep = load_profile("keep")
+    rows = {r.title: r for r in run([compliant, hot], tmp_path / "keep", resolve("dfn3"), Settings.load(),
+                                    keep).rows}
+    good = rows[compliant.stem]
+    assert good.status == "ok" and good.gain_db == 0.0 and good.limiter_db == 0.0 and good.qc == "pass"
+    out = sf.read(tmp_path / "keep" / good.title / f"{good.title}_MIX.wav", dtype="int32")[0]
+    assert np.array_equal(out, sf.read(compliant, dtype="int32")[0])
+    loud = rows["hot"]
+    assert loud.status == "ok" and loud.gain_db == 0.0 and loud.qc == "fail", loud.qc_reasons
+    assert abs(loud.output_lufs - loud.input_lufs) < 0.1 + loud.limiter_db and "LUFS" in loud.qc_reasons
 
 
 def _known_dialogue(seconds=20.0, seed=3):

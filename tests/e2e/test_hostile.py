@@ -50,6 +50,11 @@ PROCESSED = {
     "opus_ogg": (2, 48000, False, "pass"),
     "opus_opus": (2, 48000, False, "pass"),
     "two_streams": (2, 48000, True, "pass"),          # the first stream (stereo), not a:1 (mono); both delivered
+    "surround_7_1": (8, 48000, False, "pass"),
+    # multi-mono masters, once processed as "mono" from track 1 with the other tracks dropped: assembled now
+    "multi_mono_mov": (6, 48000, True, "pass"),       # six unlabelled tracks: 5.1 in SMPTE order
+    "multi_mono_mxf": (6, 48000, True, "pass"),
+    "dual_mono_labelled": (2, 48000, True, "pass"),   # FL + FR: stereo
     "variable_frame_rate": (2, 48000, True, "pass"),
     "digital_silence": (2, 48000, True, "fail"),      # delivered as silence, QC says -inf LUFS
     "single_sample": (2, 48000, False, "fail"),       # delivered (1 sample), QC says -inf LUFS
@@ -69,11 +74,10 @@ PROCESSED = {
 FAILED = {
     "zero_length": ("probe", "file is empty (0 bytes)"),
     "video_no_audio": ("probe", "no audio stream in the file"),
-    "surround_7_1": ("probe", "channel layout 7.1 (8 channels) is not supported"),
-    # the data-loss bug: these were processed as "mono" from track 1, the other tracks dropped from the deliverable
-    "multi_mono_mov": ("probe", "audio is 6 separate mono tracks of 6 (a multi-mono master"),
-    "multi_mono_mxf": ("probe", "audio is 6 separate mono tracks of 6 (a multi-mono master"),
-    "dual_mono_labelled": ("probe", "audio is 2 separate mono tracks of 2 (a multi-mono master"),
+    "tracks_rates_differ": ("probe", "the tracks to assemble differ in sample rate (a:0 48000 Hz, a:1 44100 Hz)"),
+    "tracks_lengths_differ": ("probe", "the tracks to assemble differ in length"),
+    "eight_unlabelled": ("probe", "audio is 8 separate mono tracks without channel labels (7.1 or 5.1 + Lt/Rt): "
+                                  "name them with --tracks"),
     "vanish_before_probe": ("probe", "file not found"),
     "vanish_before_extract": ("extract", "No such file or directory"),
     "directory_as_file": ("input", "no media files"),
@@ -175,8 +179,16 @@ def test_processed(batch, case):
     if video:
         audio = [s for s in ffprobe(Path(row.deliverable))["streams"] if s["codec_type"] == "audio"]
         source = [s for s in ffprobe(Path(row.file))["streams"] if s["codec_type"] == "audio"]
-        # original, delivered mix, DX, M&E, then every other track of the source: none is dropped
-        assert len(audio) == 4 + len(source) - 1 and audio[0]["channels"] == channels
+        # the master's own tracks, delivered mix, DX, M&E, then every other track of the source: none is dropped
+        assert len(audio) == 3 + len(source)
+        delivered = [s for s in audio if _label(s).startswith("Delivered mix")]
+        assert len(delivered) == 1 and delivered[0]["channels"] == channels
+
+
+def _label(stream: dict) -> str:
+    """A track's label as MOV (handler_name) or Matroska (title, upper-case tag names) keeps it."""
+    tags = {k.lower(): v for k, v in stream.get("tags", {}).items()}
+    return tags.get("title") or tags.get("handler_name", "")
 
 
 def _pcm_md5(path: Path, audio_index: int) -> str:

@@ -16,6 +16,7 @@ from pipeline.config import SeparationSettings
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
 from pipeline.layout import LAYOUTS
+from pipeline.master import select_master
 from pipeline.readers import Workspace
 from pipeline.separate import load_separator
 from pipeline.separate_dfn3 import Dfn3Separator
@@ -101,10 +102,10 @@ def test_extract_to_raw_equals_an_independent_decode(tmp_path):
     sf.write(src, signal(3.3, 44100, 2), 44100, subtype="PCM_24")
     info = media.probe(src)
     whole = sf.read(src, dtype="float32")[0]                   # an independent decoder as the reference
-    raw = audio.extract_to_raw(src, info.audio_stream(0), readers.RawFile(tmp_path / "a.f32", 2))
+    raw = audio.extract_to_raw(src, select_master(info), readers.RawFile(tmp_path / "a.f32", 2))
     assert np.array_equal(raw.read(0, raw.frames), whole)
-    assert np.array_equal(audio.extract(src, info.audio_stream(0)), whole)
-    at48 = audio.extract_to_raw(src, info.audio_stream(0), readers.RawFile(tmp_path / "b.f32", 2), rate_out=48000)
+    assert np.array_equal(audio.extract(src, select_master(info)), whole)
+    at48 = audio.extract_to_raw(src, select_master(info), readers.RawFile(tmp_path / "b.f32", 2), rate_out=48000)
     ref = soxr.resample(whole, 44100, 48000, quality="VHQ")
     assert at48.frames == ref.shape[0] and error_db(at48.read(0, at48.frames), ref) < -100
 
@@ -219,6 +220,7 @@ import resource, sys
 from pathlib import Path
 from pipeline.config import SeparationSettings
 from pipeline.layout import LAYOUTS
+from pipeline.master import select_master
 from pipeline.models import resolve
 from pipeline.readers import RawFile, Workspace
 from pipeline.separate import load_separator

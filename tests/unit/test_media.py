@@ -6,6 +6,7 @@ import soundfile as sf
 from pipeline import audio
 from pipeline.batch import discover, safe_title
 from pipeline.errors import MediaError
+from pipeline.master import check_layout, select_master
 from pipeline.media import parse_probe, probe
 from pipeline.training.demo import make_demo_reel
 
@@ -16,7 +17,7 @@ def test_probe_and_extract_stereo_mov(tmp_path):
     (a,) = info.audio
     assert (a.codec, a.channels, a.layout, a.sample_rate) == ("pcm_s24le", 2, "stereo", 48000)
     assert info.has_video and float(info.video[0].frame_rate) == 24.0
-    mix = audio.extract(reel.path, a)
+    mix = audio.extract(reel.path, select_master(info))
     assert mix.dtype == np.float32 and mix.shape == (3 * 48000, 2)
 
 
@@ -29,7 +30,7 @@ def test_extract_keeps_5_1_channel_order(tmp_path):
     path = audio.write_wav(tmp_path / "c.wav", x, 48000, "5.1")
     info = probe(path)
     assert info.audio[0].layout == "5.1"
-    y = audio.extract(path, info.audio[0])
+    y = audio.extract(path, select_master(info))
     assert np.abs(y - x).max() < 1e-6   # 24-bit round trip, same order
 
 
@@ -61,9 +62,10 @@ def test_probe_rejects_bad_files(tmp_path, content, reason):
 
 def test_unsupported_layout_is_rejected_with_reason(tmp_path):
     info = parse_probe({"format": {}, "streams": [{"index": 0, "codec_type": "audio", "codec_name": "pcm_s24le",
-                        "channels": 8, "channel_layout": "7.1", "sample_rate": "48000"}]}, tmp_path / "a.wav")
-    with pytest.raises(MediaError, match=r"7.1 \(8 channels\) is not supported"):
-        audio.check_layout(info.audio[0], info.path)
+                        "channels": 7, "channel_layout": "6.1", "sample_rate": "48000"}]}, tmp_path / "a.wav")
+    with pytest.raises(MediaError, match=r"6.1 \(7 channels\) is not supported: reelsplit separates mono, stereo, "
+                                         r"5.0 \(L R C Ls Rs\), 5.1 \(L R C LFE Ls Rs\) and 7.1"):
+        check_layout(info.audio[0], info.path)
 
 
 def test_discover_dedupes_and_keeps_titles_unique(tmp_path):

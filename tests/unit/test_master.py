@@ -1,0 +1,116 @@
+"""Which audio of a file is processed (pipeline/master.py): one stream, or tracks assembled into one layout by
+their labels, their count or a track map; ambiguous masters are one line naming the choices, never track 1 alone.
+Pure: MediaInfo from ffprobe-shaped dictionaries (tests/e2e/test_masters.py runs real files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, MediaError
+from pipeline.master import check_track_map, select_master
+from pipeline.media import parse_probe
+
+
+def info(*tracks, rate=48000, seconds=10.0):
+    """A file whose audio streams are `tracks`: an int (channels, unlabelled), or a layout string for ffprobe's
+    channel_layout ("1 channels (FL)", "mono", "5.1"), or a (layout-or-channels, rate, seconds) tuple."""
+    streams = []
+    for i, t in enumerate(tracks):
+        t = t if isinstance(t, tuple) else (t, rate, seconds)
+        what, r, s = t
+        channels = what if isinstance(what, int) else {"5.1": 6, "7.1": 8, "stereo": 2}.get(what, 1)
+        stream = {"index": i + 1, "codec_type": "audio", "codec_name": "pcm_s24le", "channels": channels,
+                  "sample_rate": str(r), "duration": str(s)}
+        if not isinstance(what, int):
+            stream["channel_layout"] = what
+        streams.append(stream)
+    return parse_probe({"format": {"duration": "10"}, "streams": streams}, Path("reel.mov"))
+
+
+def placed(master):
+    """(audio index, channel) per layout position."""
+    return [(s.audio_index, c) for s, c in master.channels_from]
+
+
+def test_one_stream_is_processed_as_it_is():
+    m = select_master(info("5.1"))
+    assert (m.layout.name, m.single.audio_index, m.describe()) == ("5.1", 0, "a:0 5.1")
+
+
+@pytest.mark.parametrize("count,layout", [(2, "stereo"), (6, "5.1")])
+def test_unlabelled_mono_tracks_by_count(count, layout):
+    m = select_master(info(*[1] * count))
+    assert m.layout.name == layout and placed(m) == [(i, 0) for i in range(count)] and m.single is None
+    assert m.describe().startswith("a:0 a:1") and m.layout.name in m.describe()
+
+
+def test_mono_tracks_by_their_labels_in_any_order():
+    labels = ["1 channels (BR)", "1 channels (FR)", "mono", "1 channels (FL)", "1 channels (LFE)",
+              "1 channels (BL)"]                                   # Rs R C L LFE Ls: "mono" is the centre
+    m = select_master(info(*labels))
+    assert m.layout.name == "5.1" and placed(m) == [(3, 0), (1, 0), (2, 0), (4, 0), (5, 0), (0, 0)]
+    side = select_master(info("1 channels (FL)", "1 channels (FR)", "1 channels (FC)", "1 channels (LFE)",
+                              "1 channels (SL)", "1 channels (SR)"))
+    assert side.layout.name == "5.1" and placed(side) == [(i, 0) for i in range(6)]
+
+
+@pytest.mark.parametrize("tracks,words", [
+    ([1] * 8, "8 separate mono tracks without channel labels (7.1 or 5.1 + Lt/Rt): name them with --tracks"),
+    ([1] * 5, "5 separate mono tracks without channel labels (in no order reelsplit can assume)"),
+    (["stereo", 1, 1], "2 separate mono tracks beside 1 multichannel stream(s)"),
+    (["1 channels (FL)", "1 channels (FR)", 1], "labelled FL FR ?"),
+    (["1 channels (FL)", "1 channels (FC)"], "labelled FL FC, which is no layout reelsplit separates"),
+    ([(1, 48000, 10.0), (1, 44100, 10.0)], "differ in sample rate (a:0 48000 Hz, a:1 44100 Hz)"),
+    ([(1, 48000, 10.0), (1, 48000, 9.5)], "differ in length (a:0 10.000 s, a:1 9.500 s)"),
+])
+def test_masters_that_cannot_be_placed_are_one_line(tracks, words):
+    with pytest.raises(MediaError) as err:
+        select_master(info(*tracks))
+    assert words in str(err.value) and "\n" not in str(err.value) and err.value.path == Path("reel.mov")
+
+
+def test_track_map_5_1_plus_foldown_over_eight_mono_tracks():
+    m = select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "Rt"))
+    assert m.layout.name == "5.1" and placed(m) == [(i, 0) for i in range(6)]
+    assert m.unused == "Lt (a:6) Rt (a:7)" and "not separated: Lt (a:6) Rt (a:7)" in m.describe()
+
+
+def test_track_map_7_1_in_film_order():
+    """SMPTE film order L R C LFE Lss Rss Lrs Rrs onto 7.1 in the WAVE mask order (… BL BR SL SR)."""
+    m = select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Lss", "Rss", "Lrs", "Rrs"))
+    assert m.layout.name == "7.1" and placed(m) == [(0, 0), (1, 0), (2, 0), (3, 0), (6, 0), (7, 0), (4, 0), (5, 0)]
+
+
+def test_track_map_reorders_an_interleaved_stream_in_film_order():
+    m = select_master(info(6), tracks=("L", "C", "R", "Ls", "Rs", "LFE"))
+    assert m.layout.name == "5.1" and m.single is None
+    assert placed(m) == [(0, 0), (0, 2), (0, 1), (0, 5), (0, 3), (0, 4)]
+
+
+def test_track_map_with_unused_tracks_of_a_16_track_master():
+    tracks = ("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "Rt") + ("-",) * 8
+    m = select_master(info(*[1] * 16), tracks=tracks)
+    assert m.layout.name == "5.1" and m.unused.count("-") == 8
+
+
+@pytest.mark.parametrize("tracks,words", [
+    (("L", "R", "C", "LFE", "Ls", "Rs"), "names 6 tracks (L R C LFE Ls Rs) but the file has 8 audio channels"),
+    (("L", "R", "C", "LFE", "Ls", "Rs", "L", "-"), "names a channel twice"),
+    (("L", "C", "-", "-", "-", "-", "-", "-"), "gives no layout reelsplit separates"),
+])
+def test_track_maps_that_do_not_fit_are_one_line(tracks, words):
+    with pytest.raises(MediaError) as err:
+        select_master(info(*[1] * 8), tracks=tracks)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_track_map_labels_are_checked_when_loaded():
+    assert check_track_map(["L", " R "]) == ("L", "R")
+    with pytest.raises(ValueError, match="unknown track label 'Left'"):
+        check_track_map(["Left", "R"])
+    s = Settings.from_dict({"tracks": ["L", "R", "C", "LFE", "Ls", "Rs", "-", "-"]})
+    assert s.tracks == ("L", "R", "C", "LFE", "Ls", "Rs", "-", "-")
+    with pytest.raises(ConfigError, match="cfg.yaml: tracks: unknown track label 'X'"):
+        Settings.from_dict({"tracks": "L,X"}, source="cfg.yaml")

@@ -27,6 +27,7 @@ class ReportRow:
     sample_rate: int = 0
     channels: int = 0
     layout: str = ""
+    start_tc: str = ""                 # the source timecode the outputs start at (HH:MM:SS:FF, ';' drop frame)
     model: str = ""
     cleanup: str = ""
     profile: str = ""

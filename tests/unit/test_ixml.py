@@ -1,6 +1,6 @@
 """The iXML chunk and the broadcast WAV's start: the document's fields, appending a chunk to RIFF and RF64 files
 (sizes fixed, word-aligned, RIFF past 4 GiB turned into RF64), and WavWriter's bext TimeReference and iXML —
-each read back by tests/bwf_reader.py (written from EBU Tech 3285/3306 and the iXML spec), soundfile and
+each read back by tests/tc_reference.py (written from EBU Tech 3285/3306 and the iXML spec), soundfile and
 ffprobe, never by the writer's own code."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bwf_reader import read_bwf
 from pipeline import audio
 from pipeline.errors import OutputError
 from pipeline.ixml import append_chunk, ixml_document
 from pipeline.timecode import StartTimecode
+from tc_reference import read_bwf
 
 RATE = 48000
 

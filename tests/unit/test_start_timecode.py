@@ -1,5 +1,6 @@
 """Start timecodes: label parsing (drop frame from the separator), StartTimecode's seconds, samples and offset
-labels against arithmetic written here, and pipeline.starttc's reading of ffprobe JSON and its overrides."""
+labels against tests/tc_reference.py's textbook SMPTE labels, pipeline.starttc's reading of ffprobe JSON and
+its overrides, and spotting lists on the source's clock."""
 from __future__ import annotations
 
 import math
@@ -12,20 +13,10 @@ from pipeline.errors import ConfigError, MediaError
 from pipeline.media import parse_probe
 from pipeline.starttc import check_options, read_source_timecode, reel_start
 from pipeline.timecode import StartTimecode, label_fields, label_rate
+from tc_reference import smpte_label
 
 NTSC = Fraction(1000, 1001)
 PATH = Path("/media/reel1.mov")
-
-
-def smpte_label(frame: int, nominal: int, drop: int) -> str:
-    """SMPTE ST 12-1 label of a frame count, the textbook way (not pipeline.timecode's code)."""
-    if drop:
-        per_10min, per_min = nominal * 600 - 9 * drop, nominal * 60 - drop
-        tens, rest = divmod(frame, per_10min)
-        frame += 9 * drop * tens + (drop * ((rest - drop) // per_min) if rest > drop else 0)
-    ff, secs = frame % nominal, frame // nominal
-    sep = ";" if drop else ":"
-    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{sep}{ff:02d}"
 
 
 # --------------------------------------------------------------------------------------------------------- labels

@@ -1,5 +1,6 @@
-"""An independent reader of broadcast WAV metadata for the tests, written from the specifications, not from
-reelsplit's writer: the RIFF/RF64 chunk walk (EBU Tech 3306: an RF64 file's real sizes are in its ds64 chunk),
+"""Independent references for the timecode tests, written from the specifications, not from reelsplit's code:
+SMPTE ST 12-1 labels of a frame count (drop frame the textbook way) and a reader of broadcast WAV metadata:
+the RIFF/RF64 chunk walk (EBU Tech 3306: an RF64 file's real sizes are in its ds64 chunk),
 the bext chunk (EBU Tech 3285: Description 256, Originator 32, OriginatorReference 32, OriginationDate 10,
 OriginationTime 8 bytes, then TimeReferenceLow and TimeReferenceHigh, 32-bit little-endian each) and the iXML
 chunk (Gallery's iXML: one <BWFXML> document).
@@ -10,6 +11,18 @@ import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def smpte_label(frame: int, nominal: int, drop: int) -> str:
+    """The label of frame number `frame` at `nominal` frames per timecode second, `drop` labels skipped at each
+    minute but every tenth (2 at 29.97 DF, 4 at 59.94 DF, 0 for non-drop)."""
+    if drop:
+        per_10min, per_min = nominal * 600 - 9 * drop, nominal * 60 - drop
+        tens, rest = divmod(frame, per_10min)
+        frame += 9 * drop * tens + (drop * ((rest - drop) // per_min) if rest > drop else 0)
+    ff, secs = frame % nominal, frame // nominal
+    sep = ";" if drop else ":"
+    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}{sep}{ff:02d}"
 
 
 @dataclass(frozen=True)

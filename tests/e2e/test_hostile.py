@@ -75,6 +75,9 @@ FAILED = {
     "multi_mono_mxf": ("probe", "audio is 6 separate mono tracks of 6 (a multi-mono master"),
     "dual_mono_labelled": ("probe", "audio is 2 separate mono tracks of 2 (a multi-mono master"),
     "vanish_before_probe": ("probe", "file not found"),
+    # a start timecode that cannot be read: the stems would land at the wrong time, so the file fails, saying why
+    "timecode_broken_rate": ("probe", "of the timecode track at 17 fps: unsupported timecode frame rate 17"),
+    "timecode_zero_rate": ("probe", "the timecode track (stream 2) has no readable start (rate 0/1)"),
     "vanish_before_extract": ("extract", "No such file or directory"),
     "directory_as_file": ("input", "no media files"),
 }

@@ -72,6 +72,12 @@ def _add_run(sub) -> None:
     run.add_argument("--dask", default=None, metavar="local|ADDRESS",
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
+    run.add_argument("--start-tc", default=None, metavar="HH:MM:SS:FF",
+                     help="start timecode of the outputs (BWF TimeReference, iXML, spotting lists) instead of each "
+                     "file's own (HH:MM:SS;FF for drop frame)")
+    run.add_argument("--tc-rate", default=None, metavar="FPS",
+                     help="timecode rate of files that have none (audio only: a BWF's TimeReference gets labels; "
+                     "23.976, 24, 25, 29.97, 30, 50, 59.94, 60), or that replaces theirs")
 
 
 def _add_serve(sub) -> None:
@@ -280,6 +286,8 @@ def cmd_run(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise SystemExit("reelsplit: --workers must be at least 1")
+    from pipeline.starttc import check_options
+    check_options(args.start_tc, args.tc_rate)
     settings = Settings.load(args.config)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
@@ -315,7 +323,8 @@ def cmd_run(args) -> int:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
     with prefect_env.connected(server):
         summary = run(list(args.inputs), out, spec, settings, profile,
-                      RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask))
+                      RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
+                                 start_tc=args.start_tc, tc_rate=args.tc_rate))
     ok = sum(r.status == "ok" for r in summary.rows)
     skipped = sum(r.status == "skipped" for r in summary.rows)
     qc_failed = sum(r.qc == "fail" for r in summary.rows)

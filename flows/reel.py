@@ -32,12 +32,15 @@ from .steps import ReelJob, process_reel
 @dataclass(frozen=True)
 class RunOptions:
     """How a run goes: `workers` concurrent files (None: `auto_workers`), `force` reprocesses current titles,
-    `audio_stream` picks each file's audio stream (a:N), `dask` sends the files to Dask workers."""
+    `audio_stream` picks each file's audio stream (a:N), `dask` sends the files to Dask workers, `start_tc`
+    (a label) replaces each file's start timecode and `tc_rate` gives the timecode rate where a file has none."""
 
     workers: int | None = 1
     force: bool = False
     audio_stream: int = 0
     dask: str | None = None
+    start_tc: str | None = None
+    tc_rate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     items = discover(inputs)
     print(f"reelsplit: {len(items)} file(s), model {spec.label}, profile {profile.name}, out {out}")
-    jobs = [ReelJob(i.path, i.title, out / i.title, options.audio_stream) for i in items if not i.problem]
+    jobs = [ReelJob(i.path, i.title, out / i.title, options.audio_stream, options.start_tc, options.tc_rate)
+            for i in items if not i.problem]
     rows = [ReportRow(file=str(i.path), title=i.title, error=i.problem, stage="input", model=spec.name,
                       profile=profile.name) for i in items if i.problem]
     for row in rows:

@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
+from pipeline.starttc import check_options
 
 from .logs import OUR_LOGGERS, add_file_log
 from .reel import RunOptions, run
@@ -41,12 +42,15 @@ class FilesFailed(RuntimeError):
 @dataclass(frozen=True)
 class DropOptions:
     """How each scheduled run goes: `workers` files at once, `dask` a Dask scheduler address (or "local"),
-    `stream` which audio stream of each file, `stereo_downmix` stereo stems of 5.1 sources too."""
+    `stream` which audio stream of each file, `stereo_downmix` stereo stems of 5.1 sources too, `start_tc` a
+    start timecode for every file instead of its own, `tc_rate` the timecode rate of files without one."""
 
     workers: int = 1
     dask: str | None = None
     stream: int = 0
     stereo_downmix: bool = False
+    start_tc: str | None = None
+    tc_rate: str | None = None
 
 
 @flow(name="reelsplit-drop-folder")
@@ -56,6 +60,7 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     Parameters are names and paths only, as a deployment stores them; the settings, profile and model are
     resolved here, in the run. Ends Failed when a file failed."""
     settings = Settings.load(Path(config) if config else None)
+    check_options(options.start_tc, options.tc_rate)
     if options.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
     spec, delivery = resolve(model or settings.separation.model), load_profile(profile)
@@ -63,7 +68,8 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     log = add_file_log(out_dir / "reports" / "reelsplit.log")
     try:
         summary = run([Path(drop)], out_dir, spec, settings, delivery,
-                      RunOptions(workers=options.workers, dask=options.dask, audio_stream=options.stream))
+                      RunOptions(workers=options.workers, dask=options.dask, audio_stream=options.stream,
+                                 start_tc=options.start_tc, tc_rate=options.tc_rate))
     finally:
         for name in OUR_LOGGERS:   # a served process runs many flows: one log handler per run
             logging.getLogger(name).removeHandler(log)

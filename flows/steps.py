@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, timecode, vad
+from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, starttc, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import Layout
@@ -37,6 +37,7 @@ from pipeline.readers import Difference, Mapped, RawFile, Reader, WavReader, Wor
 from pipeline.report import ReportRow
 from pipeline.separate import Separator, load_separator
 from pipeline.stems import Stems
+from pipeline.timecode import StartTimecode
 
 log = logging.getLogger("reelsplit")
 
@@ -52,6 +53,8 @@ class ReelJob:
     title: str
     out_dir: Path        # OUT/<title>/
     audio_stream: int = 0
+    start_tc: str | None = None    # --start-tc: the outputs' start timecode instead of the source's
+    tc_rate: str | None = None     # --tc-rate: the timecode rate of a source without one (audio only)
 
 
 def settings_digest(settings: Settings) -> str:
@@ -134,6 +137,7 @@ class Reel:
     timer: StageTimer
     probed: Probed
     workspace: Workspace
+    start: StartTimecode | None = None    # where the outputs start on the source's clock (None: unknown)
     mix: RawFile | None = None
     stems: Stems | None = None
     dx: Reader | None = None
@@ -168,13 +172,13 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     timed = StageTimer(row, job.title, say)
     try:
         with timed("probe"):
-            probed = _probe(job, spec, settings, profile, row)
+            probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
         say(f"[{job.title}] audio: {probed.master.describe()}")
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
-            return _resume_or_run(Reel(job, spec, settings, profile, say, timed, probed, Workspace(job.out_dir)),
-                                  force)
+            return _resume_or_run(Reel(job, spec, settings, profile, say, timed, probed, Workspace(job.out_dir),
+                                       start), force)
     except TitleLockedError as exc:
         row.status, row.stage, row.error = "skipped", "lock", str(exc)
         say(f"[{job.title}] skipped: {exc}")
@@ -201,6 +205,20 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     input_sha = sha256_file(job.path)
     key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
     return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
+
+
+def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> tuple[Probed, StartTimecode | None]:
+    """Where the reel's outputs start: --start-tc, else the source's start timecode (MediaError when it cannot
+    be read), else 00:00:00:00 at the picture's rate; recorded in the row. --start-tc and --tc-rate change the
+    outputs, so they are part of the cache key."""
+    info = probed.info
+    start = starttc.reel_start(info.timecode, info.video[0].frame_rate if info.video else None, job.path,
+                               start_tc=job.start_tc, tc_rate=job.tc_rate)
+    row.start_tc = start.text if start is not None else ""
+    if job.start_tc or job.tc_rate:
+        key = hashlib.sha256(f"{probed.key}|start_tc={job.start_tc}|tc_rate={job.tc_rate}".encode()).hexdigest()
+        probed = dataclasses.replace(probed, key=key)
+    return probed, start
 
 
 def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
@@ -277,9 +295,9 @@ def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
     what = f" {subfolder}" if subfolder else ""
 
     def open_writer(name: str, channels: int) -> audio.WavWriter:
+        stamp = audio.Stamp(f"{job.title} {name}{what} ({reel.spec.name}, {profile.name})", reel.start)
         return audio.WavWriter(folder / profile.naming.format(title=job.title, stem=name), reel.rate, layout,
-                               channels, bit_depth=profile.bit_depth, timeout=reel.timeout,
-                               description=f"{job.title} {name}{what} ({reel.spec.name}, {profile.name})")
+                               channels, bit_depth=profile.bit_depth, timeout=reel.timeout, description=stamp)
     return open_writer
 
 
@@ -330,23 +348,12 @@ def _qc(reel: Reel) -> None:
         reel.checked = dataclasses.replace(reel.checked, reasons=reasons, qc="fail" if reasons else "pass")
 
 
-def _supported_fps(fps):
-    """The video's frame rate if SMPTE timecode exists for it, else None (spotting lists then carry seconds only)."""
-    if fps is None:
-        return None
-    try:
-        timecode.timecode_rate(fps)
-        return fps
-    except ValueError:
-        return None
-
-
 def _spotting(reel: Reel) -> None:
-    """The dialogue spotting list (CSV and SRT) from the QC's speech regions of the written DX."""
-    info, job = reel.probed.info, reel.job
-    fps = info.video[0].frame_rate if info.has_video else None
-    reel.spots = spotting.spotting_list_from_wav(reel.checked.speech, reel.wavs["DX"], reel.rate,
-                                                 _supported_fps(fps), layout=reel.probed.layout.name)
+    """The dialogue spotting list (CSV and SRT) from the QC's speech regions of the written DX, timecodes on the
+    source's clock (the reel's start + each line's offset), times in media seconds."""
+    job = reel.job
+    reel.spots = spotting.spotting_list_from_wav(reel.checked.speech, reel.wavs["DX"], reel.rate, reel.start,
+                                                 layout=reel.probed.layout.name)
     for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
                          (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
         writer(path, reel.spots)

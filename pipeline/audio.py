@@ -1,5 +1,6 @@
 """Audio in and out through ffmpeg pipes: decode a stream block by block (resampled with soxr as it arrives),
-write broadcast WAV stems block by block (bext, channel mask, RF64 past 4 GB, atomic).
+write broadcast WAV stems block by block (bext with the start's TimeReference, iXML, channel mask, RF64 past
+4 GB, atomic).
 
 Arrays are float32 shaped (samples, channels); rates in Hz. Commands are built with typed-ffmpeg and run by
 the one runner in `pipeline.ffmpeg`. `extract` and `write_wav` are the same pipes over a whole array.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg as tf  # typed-ffmpeg
@@ -15,16 +17,28 @@ import numpy as np
 
 from .errors import MediaError
 from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
+from .ixml import append_chunk, ixml_document
 from .layout import get_layout
 from .master import Master
 from .outputs import atomic_output
 from .readers import RawFile, raw_bytes
 from .resample import Resampler
+from .timecode import StartTimecode
 
 PCM_CODECS = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}
 BLOCK_FRAMES = 1 << 16
 ORIGINATOR = "reelsplit"   # bext Originator (32 characters at most)
 _READ_FRAMES = 1 << 16     # frames per pipe read
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a broadcast WAV says beside its audio: the bext Description, and where it starts on the clock (bext
+    TimeReference and iXML SPEED; None writes TimeReference 0 and no timestamp)."""
+
+    description: str = ""
+    start: StartTimecode | None = None
+
 
 def extract(path: Path, master: Master, *, timeout: float | None = None) -> np.ndarray:
     """Decode `master` of `path` to float32 (samples, channels) at its own rate: the pipe of `extract_to_raw`
@@ -55,11 +69,12 @@ def write_wav(
     layout: str,
     *,
     bit_depth: int = 24,
-    description: str = "",
+    description: str | Stamp = "",
     timeout: float | None = None,
 ) -> Path:
-    """Write (samples, channels) float audio as a broadcast WAV (bext chunk, WAVE_FORMAT_EXTENSIBLE with the
-    channel mask of `layout`, RF64 past 4 GB), atomically: temporary name, fsync, rename.
+    """Write (samples, channels) float audio as a broadcast WAV (bext and iXML chunks, WAVE_FORMAT_EXTENSIBLE
+    with the channel mask of `layout`, RF64 past 4 GB), atomically: temporary name, fsync, rename. `description`
+    is the bext Description, or a Stamp with it and the start (see WavWriter).
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 2:
@@ -135,18 +150,25 @@ def extract_to_raw(path: Path, master: Master, raw: RawFile, *, rate_out: int | 
 
 
 class WavWriter:
-    """A broadcast WAV (bext, channel mask, RF64 past 4 GB) written block by block through an ffmpeg pipe, to a
-    temporary name that is renamed only when the file is complete (`close()`); `abort()` removes it."""
+    """A broadcast WAV (bext, iXML, channel mask, RF64 past 4 GB) written block by block through an ffmpeg pipe,
+    to a temporary name that is renamed only when the file is complete (`close()`); `abort()` removes it.
+
+    `description` is the bext Description, or a Stamp with it and the start: then the bext TimeReference is the
+    start in samples since midnight at `rate` (ffmpeg's `time_reference`), and the iXML chunk (which ffmpeg
+    cannot write: appended when ffmpeg has finished, before the rename) carries the same timestamp, the
+    timecode rate and flag, and the channel names of `layout` (Layout.labels: L R C LFE Ls Rs)."""
 
     def __init__(self, path: Path, rate: int, layout: str, channels: int, *, bit_depth: int = 24,
-                 description: str = "", timeout: float | None = None):
+                 description: str | Stamp = "", timeout: float | None = None):
         self.path, self.channels, self.timeout = Path(path), channels, timeout
         self.frames = 0
+        stamp = description if isinstance(description, Stamp) else Stamp(description)
+        lay = get_layout(layout, channels)
+        self._ixml = ixml_document(lay.labels, rate, bit_depth, stamp.start)
         self._atomic = atomic_output(self.path)
-        tmp = self._atomic.__enter__()
+        self._tmp = tmp = self._atomic.__enter__()
         now = dt.datetime.now()
-        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels,
-                       extra_options={"ch_layout": get_layout(layout, channels).ffmpeg})
+        src = tf.input("pipe:0", f="f32le", ar=rate, ac=channels, extra_options={"ch_layout": lay.ffmpeg})
         cmd = (
             tf.output(src.audio, filename=str(tmp), f="wav", acodec=PCM_CODECS[bit_depth],
                       extra_options={"write_bext": 1, "rf64": "auto"})
@@ -154,10 +176,11 @@ class WavWriter:
             .compile()
         )
         cmd = add_output_options(cmd, [
-            ("-metadata", f"description={description[:256]}"),
+            ("-metadata", f"description={stamp.description[:256]}"),
             ("-metadata", f"originator={ORIGINATOR}"),
             ("-metadata", f"origination_date={now:%Y-%m-%d}"),
             ("-metadata", f"origination_time={now:%H:%M:%S}"),
+            ("-metadata", f"time_reference={stamp.start.samples(rate) if stamp.start else 0}"),
         ])
         self._proc = popen_writer(cmd, timeout=timeout)
 
@@ -184,6 +207,7 @@ class WavWriter:
             with contextlib.suppress(BrokenPipeError):
                 self._proc.stdin.close()
             finish(self._proc, timeout=self.timeout, path=self.path)
+            append_chunk(self._tmp, b"iXML", self._ixml)
         except BaseException as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise

@@ -11,6 +11,7 @@ from pathlib import Path
 from .errors import FfmpegError, MediaError
 from .ffmpeg import run_json
 from .layout import normalise_layout
+from .starttc import SourceTimecode, read_source_timecode
 
 MEDIA_SUFFIXES = {
     ".mov", ".mp4", ".m4v", ".mkv", ".mxf", ".avi", ".webm", ".mts", ".m2ts", ".ts",
@@ -49,6 +50,7 @@ class MediaInfo:
     size_bytes: int
     audio: tuple[AudioStream, ...]
     video: tuple[VideoStream, ...]
+    timecode: SourceTimecode | None = None   # the start timecode the file declares (or why it cannot be read)
 
     @property
     def has_video(self) -> bool:
@@ -164,6 +166,8 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
         size_bytes=_int(fmt.get("size")),
         audio=tuple(audio),
         video=tuple(video),
+        timecode=read_source_timecode(streams, fmt, video[0].frame_rate if video else None,
+                                      audio[0].sample_rate if audio else None),
     )
 
 

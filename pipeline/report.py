@@ -28,6 +28,7 @@ class ReportRow:
     channels: int = 0
     layout: str = ""
     tracks: str = ""                   # what was processed: "a:0 5.1", or assembled tracks and what was not
+    start_tc: str = ""                 # the source timecode the outputs start at (HH:MM:SS:FF, ';' drop frame)
     model: str = ""
     cleanup: str = ""
     profile: str = ""

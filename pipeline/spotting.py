@@ -1,5 +1,6 @@
 """Dialogue spotting lists for ADR and subtitling: one row per line of dialogue with times, timecode and
-level, written as CSV and as SubRip (.srt) subtitles, both atomically.
+level, written as CSV and as SubRip (.srt) subtitles, both atomically. Times are media seconds (from the start
+of the audio; the SRT too, as players expect); timecodes are the source's: its start timecode + the offset.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .errors import MediaError
 from .layout import find_layout
 from .meter import integrated_loudness
 from .outputs import write_text_atomic
-from .timecode import Rate, format_timecode
+from .timecode import Rate, StartTimecode, timecode_rate
 from .vad import RegionLike, merge_regions
 
 CSV_COLUMNS = ("index", "start_s", "end_s", "duration_s", "start_tc", "end_tc", "level_lufs", "level_rms_dbfs")
@@ -26,7 +27,8 @@ CSV_COLUMNS = ("index", "start_s", "end_s", "duration_s", "start_tc", "end_tc", 
 @dataclass(frozen=True)
 class Spot:
     """One line of dialogue. Times in seconds of wall-clock from the start of the audio; timecodes label the
-    frames holding start_s and end_s ('' for audio-only material)."""
+    frames holding start_s and end_s on the source's timecode, which starts at its start timecode ('' for
+    audio-only material with no timecode rate)."""
 
     index: int  # 1, 2, ... in time order
     start_s: float
@@ -48,25 +50,35 @@ def _rms_dbfs(x: np.ndarray, keep: list[int]) -> float:
     return 10.0 * math.log10(power) if power > 0 else -math.inf
 
 
-def spotting_list(regions: Iterable[RegionLike], dx: np.ndarray, rate: int,
-                  fps: Fraction | float | str | Rate | None, *, merge_gap_s: float = 0.5,
-                  layout: str | None = None) -> list[Spot]:
+Clock = StartTimecode | Fraction | float | str | Rate | None
+
+
+def _clock(timecode: Clock) -> StartTimecode | None:
+    """A StartTimecode as given; a frame rate alone is timecode from 00:00:00:00 at that rate."""
+    if timecode is None or isinstance(timecode, StartTimecode):
+        return timecode
+    return StartTimecode(Fraction(0), timecode_rate(timecode))
+
+
+def spotting_list(regions: Iterable[RegionLike], dx: np.ndarray, rate: int, timecode: Clock, *,
+                  merge_gap_s: float = 0.5, layout: str | None = None) -> list[Spot]:
     """Spots for speech `regions` (Region or (start_s, end_s) pairs, seconds) of the dialogue stem `dx`.
 
     `dx` is (samples, channels) float at `rate` Hz, full scale 1.0 (a 1-D array is mono); `layout` as in
     meter.LoudnessMeter (default by channel count: mono, stereo, 5.1 in L R C LFE Ls Rs order).
-    Regions at most `merge_gap_s` apart become one spot; spots are clipped to the audio. `fps` is the
-    picture's frame rate for timecode (see timecode.timecode_rate); None for audio-only material, which
-    leaves start_tc and end_tc empty.
+    Regions at most `merge_gap_s` apart become one spot; spots are clipped to the audio. `timecode` is the
+    source's start (a timecode.StartTimecode: a spot's timecode is the start + its offset, counted in frames,
+    drop frame included), or a frame rate alone for timecode from 00:00:00:00 (see timecode.timecode_rate);
+    None, or a start without a rate, for audio-only material, which leaves start_tc and end_tc empty.
     """
     x = np.asarray(dx)
     x = x[:, None] if x.ndim == 1 else x
-    return _spots(regions, _Reader(x.shape[0], x.shape[1], lambda a, n: x[a : a + n]), rate, fps, merge_gap_s, layout)
+    return _spots(regions, _Reader(x.shape[0], x.shape[1], lambda a, n: x[a : a + n]), rate, _clock(timecode),
+                  merge_gap_s, layout)
 
 
-def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: int,
-                           fps: Fraction | float | str | Rate | None, *, merge_gap_s: float = 0.5,
-                           layout: str | None) -> list[Spot]:
+def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: int, timecode: Clock, *,
+                           merge_gap_s: float = 0.5, layout: str | None) -> list[Spot]:
     """`spotting_list` of the dialogue stem in the WAV (or RF64) file `wav_path`, reading only each spot's
     samples from it: memory O(the longest spot), whatever the reel's length. `rate` must be the file's."""
     import soundfile as sf
@@ -80,7 +92,8 @@ def spotting_list_from_wav(regions: Iterable[RegionLike], wav_path: Path, rate: 
                 f.seek(a)
                 return f.read(n, dtype="float32", always_2d=True)
 
-            return _spots(regions, _Reader(f.frames, f.channels, read), rate, fps, merge_gap_s, layout)
+            return _spots(regions, _Reader(f.frames, f.channels, read), rate, _clock(timecode), merge_gap_s,
+                          layout)
     except sf.LibsndfileError as exc:
         raise MediaError(f"cannot read the dialogue stem: {exc.error_string}", wav_path) from exc
 
@@ -94,7 +107,8 @@ class _Reader(NamedTuple):
     read: Callable[[int, int], np.ndarray]
 
 
-def _spots(regions: Iterable[RegionLike], dx, rate: int, fps, merge_gap_s: float, layout: str | None) -> list[Spot]:
+def _spots(regions: Iterable[RegionLike], dx, rate: int, clock: StartTimecode | None, merge_gap_s: float,
+           layout: str | None) -> list[Spot]:
     """Spots of the dialogue stem read from `dx` (a reader: `frames`, `channels`, `read(start, count)`); see
     `spotting_list`. Each spot's level is measured on its own samples only."""
     duration = dx.frames / rate
@@ -109,8 +123,8 @@ def _spots(regions: Iterable[RegionLike], dx, rate: int, fps, merge_gap_s: float
         seg = dx.read(a, round(end * rate) - a)
         spots.append(Spot(
             index=len(spots) + 1, start_s=start, end_s=end, duration_s=end - start,
-            start_tc=format_timecode(start, fps) if fps is not None else "",
-            end_tc=format_timecode(end, fps) if fps is not None else "",
+            start_tc=clock.label_at(start) if clock is not None else "",
+            end_tc=clock.label_at(end) if clock is not None else "",
             level_lufs=integrated_loudness(seg, rate, layout), level_rms_dbfs=_rms_dbfs(seg, keep)))
     return spots
 

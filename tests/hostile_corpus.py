@@ -10,6 +10,7 @@ each are in tests/e2e/test_hostile.py; this module only makes the files.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -85,6 +86,18 @@ def flip_middle(path: Path, length: int = 4096) -> Path:
     return path
 
 
+def set_tmcd_rate(path: Path, timescale: int, frame_duration: int, frames: int) -> Path:
+    """Rewrite the rate of a MOV's timecode track in place: its sample description ('tmcd', 6 reserved bytes,
+    data reference 1, reserved, flags, then time scale, frame duration and frames per second; Apple's QuickTime
+    File Format, "Timecode sample description"), as a broken camera or converter would write it."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tmcd\0\0\0\0\0\0\0\x01") + 4 + 8 + 8
+    struct.pack_into(">II", data, at, timescale, frame_duration)
+    data[at + 8] = frames
+    path.write_bytes(bytes(data))
+    return path
+
+
 @dataclass
 class Corpus:
     root: Path
@@ -116,6 +129,10 @@ def build(root: Path) -> Corpus:
     cases["corrupted_mov"] = flip_middle(movie(drop / "corrupted.mov", acodec="aac", extra=("-b:a", "96k")))
     cases["zero_length"] = drop / "zero.mov"
     cases["zero_length"].write_bytes(b"")
+    # a timecode track (01:00:00:00) whose rate is broken: 17 fps (no SMPTE timecode), or 0 (ffprobe gives no label)
+    timecode = ("-timecode", "01:00:00:00")
+    cases["timecode_broken_rate"] = set_tmcd_rate(movie(drop / "tc_17fps.mov", extra=timecode, seed=13), 17, 1, 17)
+    cases["timecode_zero_rate"] = set_tmcd_rate(movie(drop / "tc_0fps.mov", extra=timecode, seed=14), 0, 1, 24)
 
     # --- streams present or not
     no_audio = drop / "no_audio.mp4"

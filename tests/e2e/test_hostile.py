@@ -79,6 +79,9 @@ FAILED = {
     "eight_unlabelled": ("probe", "audio is 8 separate mono tracks without channel labels (7.1 or 5.1 + Lt/Rt): "
                                   "name them with --tracks"),
     "vanish_before_probe": ("probe", "file not found"),
+    # a start timecode that cannot be read: the stems would land at the wrong time, so the file fails, saying why
+    "timecode_broken_rate": ("probe", "of the timecode track at 17 fps: unsupported timecode frame rate 17"),
+    "timecode_zero_rate": ("probe", "the timecode track (stream 2) has no readable start (rate 0/1)"),
     "vanish_before_extract": ("extract", "No such file or directory"),
     "directory_as_file": ("input", "no media files"),
 }

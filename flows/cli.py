@@ -279,15 +279,10 @@ def cmd_demo_reel(args) -> int:
     return EXIT_OK
 
 
-def cmd_run(args) -> int:
+def _run_settings(args):
+    """The config's settings with the command line's --stereo-downmix, --tracks and --device on top."""
     from pipeline.config import Settings, parse_tracks
-    from pipeline.models import resolve
-    from pipeline.profiles import load_profile
 
-    if args.workers is not None and args.workers < 1:
-        raise SystemExit("reelsplit: --workers must be at least 1")
-    from pipeline.starttc import check_options
-    check_options(args.start_tc, args.tc_rate)
     settings = Settings.load(args.config)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
@@ -296,6 +291,18 @@ def cmd_run(args) -> int:
     if args.device:
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))
+    return settings
+
+
+def cmd_run(args) -> int:
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit("reelsplit: --workers must be at least 1")
+    from pipeline.starttc import check_options
+    check_options(args.start_tc, args.tc_rate)
+    settings = _run_settings(args)
     if settings.separation.device == "cuda":
         import torch
         if not torch.cuda.is_available():

@@ -45,6 +45,7 @@ log = logging.getLogger("reelsplit")
 # 2 cores (5 min of dialogue): 1.0 s per pass at 300 s against 3.2 s at 60 s, the same regions
 # (benchmarks/RESULTS.md, overhead).
 VAD_CHUNK_S = 300.0
+FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class Reel:
     plan: deliver.DeliveryPlan | None = None
     delivered: deliver.StreamDelivery | None = None
     wavs: dict[str, Path] = field(default_factory=dict)
-    stereo_qc: qc.QcResult | None = None
+    sub_qc: dict[str, qc.QcResult] = field(default_factory=dict)   # "stereo" downmix, "LtRt" fold-down
     checked: qc.QcResult | None = None
     spots: list = field(default_factory=list)
     remuxed: remux.RemuxResult | None = None
@@ -338,14 +339,21 @@ def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
     return qc.check_stems_stream(wavs, layout, profile, *regions)
 
 
+# Stereo stems in subfolders of the title: what they are, for QC reasons.
+SUBFOLDERS = {"stereo": "stereo downmix", FOLDDOWN_DIR: "Lt/Rt fold-down"}
+
+
 def _qc(reel: Reel) -> None:
-    """QC of the written stems (and of the stereo downmix when made)."""
+    """QC of the written stems (and of the stereo downmix and the Lt/Rt fold-down's stems when made)."""
     reel.checked = _check(reel.wavs, reel.probed.layout.name, reel.profile)
-    if "stereo/MIX" in reel.wavs:
-        reel.stereo_qc = _check({k.split("/")[1]: v for k, v in reel.wavs.items() if "/" in k}, "stereo",
-                                reel.profile)
-        reasons = reel.checked.reasons + tuple(f"stereo downmix: {r}" for r in reel.stereo_qc.reasons)
-        reel.checked = dataclasses.replace(reel.checked, reasons=reasons, qc="fail" if reasons else "pass")
+    reasons = list(reel.checked.reasons)
+    for folder, what in SUBFOLDERS.items():
+        wavs = {k.split("/")[1]: v for k, v in reel.wavs.items() if k.startswith(f"{folder}/")}
+        if wavs:
+            reel.sub_qc[folder] = _check(wavs, "stereo", reel.profile)
+            reasons += [f"{what}: {r}" for r in reel.sub_qc[folder].reasons]
+    if reel.sub_qc:
+        reel.checked = dataclasses.replace(reel.checked, reasons=tuple(reasons), qc="fail" if reasons else "pass")
 
 
 def _spotting(reel: Reel) -> None:
@@ -362,27 +370,34 @@ def _spotting(reel: Reel) -> None:
 
 def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: MediaInfo,
                        master: Master) -> list[remux.Track]:
-    """Audio tracks of the deliverable: the master's own tracks (copied untouched), delivered mix, DX, M&E, then
-    MX and FX if made, then every other audio track of the source, copied (a deliverable never drops a track)."""
-    used = {s.audio_index for s in master.streams}
-    tracks = [remux.Track(None, _original_title(master, s), s.language or language, s.audio_index)
-              for s in master.streams]
-    tracks += [remux.Track(wavs["MIX"], f"Delivered mix ({profile.name})", language),
-               remux.Track(wavs["DX"], "DX dialogue", language),
-               remux.Track(wavs["ME"], "M&E", "zxx")]
-    tracks += [remux.Track(wavs[k], title, "zxx") for k, title in (("MX", "MX music"), ("FX", "FX effects"))
-               if k in wavs]
+    """Audio tracks of the deliverable: the master's own tracks (copied untouched; a fold-down's after them),
+    delivered mix, DX, M&E, then MX and FX if made, then the fold-down's delivered mix, DX and M&E, then every
+    other audio track of the source, copied (a deliverable never drops a track)."""
+    programs = [(master, master.layout.labels, "")]
+    if master.folddown is not None:
+        programs.append((master.folddown, ("Lt", "Rt"), f"{FOLDDOWN_DIR}/"))
+    tracks, used = [], set()
+    for program, labels, _ in programs:
+        used |= {s.audio_index for s in program.streams}
+        tracks += [remux.Track(None, _original_title(program, s, labels), s.language or language, s.audio_index)
+                   for s in program.streams]
+    for _, _, prefix in programs:
+        what = "Lt/Rt " if prefix else ""
+        tracks += [remux.Track(wavs[f"{prefix}MIX"], f"{what}Delivered mix ({profile.name})", language),
+                   remux.Track(wavs[f"{prefix}DX"], f"{what}DX dialogue", language),
+                   remux.Track(wavs[f"{prefix}ME"], f"{what}M&E", "zxx")]
+        tracks += [remux.Track(wavs[f"{prefix}{k}"], f"{what}{title}", "zxx")
+                   for k, title in (("MX", "MX music"), ("FX", "FX effects")) if f"{prefix}{k}" in wavs]
     return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
                                  s.language or language, s.audio_index)
                      for s in info.audio if s.audio_index not in used]
 
 
-def _original_title(master: Master, stream: AudioStream) -> str:
+def _original_title(master: Master, stream: AudioStream, labels: tuple[str, ...]) -> str:
     """"Original mix" for a master that is one stream; "Original L (a:0)" for one track of assembled ones."""
-    if master.single is not None:
+    if master.single is not None and not master.folddown and labels == master.layout.labels:
         return "Original mix"
-    names = [master.layout.labels[j] for j, (s, _) in enumerate(master.channels_from)
-             if s.audio_index == stream.audio_index]
+    names = [labels[j] for j, (s, _) in enumerate(master.channels_from) if s.audio_index == stream.audio_index]
     return f"Original {' '.join(names)} (a:{stream.audio_index})"
 
 
@@ -419,16 +434,35 @@ def _finish_remux(reel: Reel, remuxing: Future) -> None:
     reel.outputs.append(reel.remuxed.path)
 
 
+def _folddown(reel: Reel) -> None:
+    """A surround master's Lt/Rt fold-down (named by the track map) separated as a program of its own: the same
+    stages, to the same profile, its stems in OUT/<title>/LtRt/ (timed into the same stages)."""
+    fold = reel.probed.master.folddown
+    if fold is None:
+        return
+    job = dataclasses.replace(reel.job, out_dir=reel.job.out_dir / FOLDDOWN_DIR)
+    sub = Reel(job, reel.spec, reel.settings, reel.profile, reel.say, reel.timer,
+               dataclasses.replace(reel.probed, master=fold), Workspace(job.out_dir), reel.start)
+    with sub.workspace:
+        for name, stage in STAGES:
+            with reel.timer(name):
+                stage(sub)
+    reel.wavs.update({f"{FOLDDOWN_DIR}/{name}": path for name, path in sub.wavs.items()})
+    reel.outputs += sub.outputs
+
+
 STAGES: tuple[tuple[str, Callable[[Reel], None]], ...] = (
     ("extract", _extract), ("separate", _separate), ("cleanup", _cleanup), ("vad", _vad),
     ("loudness", _loudness), ("write", _write))
 
 
 def _run_stages(reel: Reel) -> None:
-    """STAGES in order, then the QC and spotting list while ffmpeg remuxes on another core."""
+    """STAGES in order (for a fold-down too), then the QC and spotting list while ffmpeg remuxes on another
+    core."""
     for name, stage in STAGES:
         with reel.timer(name):
             stage(reel)
+    _folddown(reel)
     remuxing = _start_remux(reel) if reel.probed.info.has_video else None
     try:
         with reel.timer("qc"):
@@ -464,8 +498,11 @@ def _fill_row(reel: Reel) -> ReportRow:
     row.input_lufs, row.gain_db = reel.delivered.input.integrated_lufs, reel.delivered.gain_db
     row.limiter_db = reel.delivered.limiter_db
     fill_qc(row, reel.checked)
-    if reel.stereo_qc is not None:
-        row.stereo_lufs, row.stereo_tp_dbtp = reel.stereo_qc.output_lufs, reel.stereo_qc.true_peak_dbtp
+    if "stereo" in reel.sub_qc:
+        row.stereo_lufs, row.stereo_tp_dbtp = reel.sub_qc["stereo"].output_lufs, reel.sub_qc["stereo"].true_peak_dbtp
+    if FOLDDOWN_DIR in reel.sub_qc:
+        fold = reel.sub_qc[FOLDDOWN_DIR]
+        row.ltrt_lufs, row.ltrt_dx_lufs, row.ltrt_tp_dbtp = fold.output_lufs, fold.dx_lufs, fold.true_peak_dbtp
     row.dialogue_lines = len(reel.spots)
     if reel.remuxed is not None:
         row.deliverable = str(reel.remuxed.path)

@@ -3,7 +3,8 @@ layout by the channel labels ffprobe reports, by the track count, or by a track 
 
 A master whose tracks cannot be placed with certainty (8 unlabelled mono tracks: 7.1 or 5.1 + Lt/Rt?) is a
 MediaError naming the choices: a track is never processed alone while the others are dropped. Tracks the map
-names as `Lt`/`Rt` (a stereo fold-down) or `-` (unused) are not separated; the deliverable still carries them.
+names `Lt`/`Rt` (a stereo fold-down beside a surround master) are a second program, separated on its own;
+tracks named `-` (unused) are not processed, and the deliverable still carries them.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .layout import LABELS, LAYOUTS, Layout, by_channel_set, get_layout, positio
 from .media import AudioStream, MediaInfo
 
 UNUSED = "-"            # a track-map entry for a track that is not processed
-FOLDDOWN = ("Lt", "Rt")  # a stereo fold-down beside the surround master: kept, not separated (yet)
+FOLDDOWN = ("Lt", "Rt")  # a stereo fold-down beside the surround master: its own program, separated too
 MAX_LENGTH_GAP_S = 0.05  # tracks of one master may differ in length by this much (a frame at 20 fps)
 # Unlabelled mono tracks, by count: the order Avid / Resolve / AS-11 masters carry them in (SMPTE ST 2035).
 UNLABELLED = {2: "stereo", 6: "5.1"}
@@ -24,11 +25,13 @@ UNLABELLED = {2: "stereo", 6: "5.1"}
 class Master:
     """The processed audio: for each channel of `layout`, in order, the (stream, channel within the stream) it
     is read from. `streams` are the streams involved, in the file's order; `unused` describes the audio
-    channels of the file that are not processed (a fold-down, unused tracks), for the report."""
+    channels of the file that are not processed (tracks named -), for the report; `folddown` is the stereo
+    fold-down (Lt/Rt) of a surround master, a program of its own."""
 
     layout: Layout
     channels_from: tuple[tuple[AudioStream, int], ...]
     unused: str = ""
+    folddown: "Master | None" = None
 
     @property
     def streams(self) -> tuple[AudioStream, ...]:
@@ -74,7 +77,9 @@ class Master:
         else:
             parts = [f"a:{s.audio_index}" + (f".{c}" if s.channels > 1 else "") for s, c in self.channels_from]
             text = f"{' '.join(parts)} → {self.layout.name} ({' '.join(self.layout.labels)})"
-        return f"{text}; not separated: {self.unused}" if self.unused else text
+        if self.folddown is not None:
+            text += f"; Lt/Rt: {self.folddown.describe().split(' → ')[0]}"
+        return f"{text}; not used: {self.unused}" if self.unused else text
 
 
 def check_layout(stream: AudioStream, path) -> Layout:
@@ -166,7 +171,15 @@ def _mapped(info: MediaInfo, tracks: tuple[str, ...]) -> Master:
                          info.path)
     where = positions(layout)
     order = sorted(named, key=lambda name: where[name])
-    _check_alike(info, {s.audio_index: s for s, _ in named.values()}.values())
+    fold = {t: ch for t, ch in zip(tracks, channels) if t in FOLDDOWN}
+    folddown = None
+    if fold:
+        if sorted(fold) != sorted(FOLDDOWN):
+            raise MediaError(f"the track map {' '.join(tracks)} names {' '.join(fold)} without its pair: a "
+                             "fold-down is Lt and Rt", info.path)
+        folddown = Master(LAYOUTS["stereo"], (fold["Lt"], fold["Rt"]))
+    used = [ch for ch in named.values()] + list(fold.values())
+    _check_alike(info, {s.audio_index: s for s, _ in used}.values())
     unused = " ".join(f"{t} (a:{s.audio_index}" + (f".{c})" if s.channels > 1 else ")")
-                      for t, (s, c) in zip(tracks, channels) if t == UNUSED or t in FOLDDOWN)
-    return Master(layout, tuple(named[name] for name in order), unused)
+                      for t, (s, c) in zip(tracks, channels) if t == UNUSED)
+    return Master(layout, tuple(named[name] for name in order), unused, folddown)

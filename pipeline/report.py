@@ -55,6 +55,9 @@ class ReportRow:
     dialogue_lines: float = math.nan  # entries in the spotting list
     stereo_lufs: float = math.nan      # stereo downmix of a 5.1 source (on request), integrated
     stereo_tp_dbtp: float = math.nan
+    ltrt_lufs: float = math.nan        # the Lt/Rt fold-down of a surround master, delivered, integrated
+    ltrt_dx_lufs: float = math.nan     # ... its DX
+    ltrt_tp_dbtp: float = math.nan
     lra_lu: float = math.nan
     short_term_max_lufs: float = math.nan
     momentary_max_lufs: float = math.nan

@@ -20,6 +20,7 @@ from conftest import ffprobe
 pytestmark = pytest.mark.slow
 
 SECONDS = 8
+CORR_FOLDDOWN_DX = 0.9    # the fold-down's DX against the 5.1 DX's centre: measured 0.932 on both sides
 SPLIT_51 = "[0:a]channelsplit=channel_layout=5.1[L][R][C][LFE][Ls][Rs]"
 TRACKS_51 = ["[L]", "[R]", "[C]", "[LFE]", "[Ls]", "[Rs]"]
 
@@ -118,19 +119,35 @@ def test_dialogue_is_found_in_the_centre(masters, title, centre):
     assert not dx[:, 3].any()
 
 
-def test_track_map_and_what_is_not_separated_are_reported(masters):
+def test_track_map_and_the_folddown_are_reported(masters):
     row = masters["rows"]["fold8"]
-    assert row.tracks.endswith("→ 5.1 (L R C LFE Ls Rs); not separated: Lt (a:6) Rt (a:7)"), row.tracks
+    assert row.tracks == "a:0 a:1 a:2 a:3 a:4 a:5 → 5.1 (L R C LFE Ls Rs); Lt/Rt: a:6 a:7", row.tracks
     assert masters["rows"]["mono51"].tracks == "a:0 a:1 a:2 a:3 a:4 a:5 → 5.1 (L R C LFE Ls Rs)"
     assert masters["rows"]["src51"].tracks == "a:0 5.1"
+    assert abs(row.ltrt_lufs - (-23.0)) <= 0.5 and row.ltrt_tp_dbtp <= -1.0      # delivered to the same profile
+
+
+def test_the_folddown_is_separated_too(masters):
+    """The Lt/Rt fold-down (L + 0.707 C + 0.707 Ls, and so on) gets its own DX and M&E in LtRt/; its DX follows
+    the centre's dialogue of the 5.1 DX (correlation measured 0.932 on both channels; bar 0.9)."""
+    folder = masters["out"] / "fold8" / "LtRt"
+    dx = sf.read(folder / "fold8_DX.wav", dtype="float64", always_2d=True)[0]
+    mix = sf.read(folder / "fold8_MIX.wav", dtype="float64", always_2d=True)[0]
+    me = sf.read(folder / "fold8_ME.wav", dtype="float64", always_2d=True)[0]
+    assert dx.shape == mix.shape == me.shape and dx.shape[1] == 2
+    assert np.max(np.abs(mix - dx - me)) < 4 * 2.0 ** -23                     # the null, read back (3 LSB + 1)
+    centre = stems(masters, "fold8")["DX"][:, 2].astype(np.float64)
+    corr = [float(np.corrcoef(dx[:, c], centre)[0, 1]) for c in range(2)]
+    assert min(corr) > CORR_FOLDDOWN_DX, corr
 
 
 def test_deliverable_keeps_the_masters_tracks_labelled(masters):
-    """ffprobe: the six original tracks first (each labelled with its channel), then the delivered mix, DX and
-    M&E in 5.1, then the fold-down tracks, copied and marked not processed: nothing of the master dropped."""
+    """ffprobe: the six original tracks first (each labelled with its channel), then the Lt/Rt originals, then the
+    delivered mix, DX and M&E in 5.1, then the fold-down's in stereo: nothing of the master dropped."""
     fold = labels(Path(masters["rows"]["fold8"].deliverable))
     assert fold == ([(1, f"Original {c} (a:{i})") for i, c in enumerate(["L", "R", "C", "LFE", "Ls", "Rs"])]
+                    + [(1, "Original Lt (a:6)"), (1, "Original Rt (a:7)")]
                     + [(6, "Delivered mix (ebu-r128)"), (6, "DX dialogue"), (6, "M&E")]
-                    + [(1, "Original track a:6 (not processed)"), (1, "Original track a:7 (not processed)")])
+                    + [(2, "Lt/Rt Delivered mix (ebu-r128)"), (2, "Lt/Rt DX dialogue"), (2, "Lt/Rt M&E")])
     mxf = labels(Path(masters["rows"]["mono51_mxf"].deliverable))
     assert [n for n, _ in mxf] == [1] * 6 + [6] * 3

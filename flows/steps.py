@@ -174,7 +174,6 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
-        say(f"[{job.title}] audio: {probed.master.describe()}")
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
@@ -231,6 +230,7 @@ def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
         skipped = ReportRow.from_flat(done.row)
         skipped.status, skipped.file = "skipped", str(job.path)
         return skipped
+    reel.say(f"[{job.title}] audio: {reel.probed.master.describe()}")
     remove_partials(job.out_dir)
     discard(job.out_dir / MANIFEST)   # from here on the folder is unfinished until the new manifest is written
     with reel.workspace:              # the spill files go whatever happens (a kill leaves partials: next run)

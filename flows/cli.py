@@ -64,6 +64,9 @@ def _add_run(sub) -> None:
                      "(default: the config's tracks:, else ffprobe's channel labels or the track count)")
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
+    run.add_argument("--me-package", action="store_true",
+                     help="the M&E package for localization: 5.1 and 2.0 M&E, DX (MX, and FX = M&E - MX, where the "
+                     "model makes them), a mono dialogue guide, the printmaster; listed in the manifest")
     run.add_argument("--stereo-downmix", action="store_true",
                      help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
@@ -286,6 +289,8 @@ def _run_settings(args):
     settings = Settings.load(args.config)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
+    if args.me_package:
+        settings = dataclasses.replace(settings, me_package=True)
     if args.tracks:
         settings = dataclasses.replace(settings, tracks=parse_tracks(args.tracks, "--tracks"))
     if args.device:

@@ -22,7 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, starttc, vad
+import numpy as np
+
+from pipeline import (__version__, audio, cleanup, deliver, downmix, media, package, qc, remux, spotting, starttc,
+                      vad)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import Layout
@@ -46,6 +49,7 @@ log = logging.getLogger("reelsplit")
 # (benchmarks/RESULTS.md, overhead).
 VAD_CHUNK_S = 300.0
 FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
+GUIDE_BLOCK = 1 << 16   # frames per block of the dialogue guide
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Reel:
     spots: list = field(default_factory=list)
     remuxed: remux.RemuxResult | None = None
     outputs: list[Path] = field(default_factory=list)
+    package: dict[str, Path] = field(default_factory=dict)   # the M&E package's roles, when asked for
 
     @property
     def rate(self) -> int:
@@ -237,7 +242,7 @@ def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
         _run_stages(reel)
     row = _fill_row(reel)
     Manifest.build(reel.probed.key, job.path, reel.probed.input_sha, job.out_dir, reel.outputs,
-                   row.as_flat()).write(job.out_dir)
+                   row.as_flat(), reel.package).write(job.out_dir)
     return row
 
 
@@ -273,9 +278,12 @@ def _vad(reel: Reel) -> None:
 
 
 def _sources(reel: Reel) -> dict[str, Reader]:
-    """The stems to deliver, as readers: MIX, DX, M&E = MIX − DX, and MX/FX when the model made them."""
+    """The stems to deliver, as readers: MIX, DX, M&E = MIX − DX, and MX/FX when the model made them; for an
+    M&E package FX is M&E − MX, so that DX + MX + FX is the printmaster."""
     sources = {"MIX": reel.mix, "DX": reel.dx, "ME": Difference(reel.mix, reel.dx)}
     sources.update({k: f for k, f in (("MX", reel.stems.mx), ("FX", reel.stems.fx)) if f is not None})
+    if reel.settings.me_package and "MX" in sources:
+        sources["FX"] = Difference(sources["ME"], sources["MX"])
     return sources
 
 
@@ -309,9 +317,37 @@ def _write(reel: Reel) -> None:
                                             plan=reel.plan)
     reel.wavs = dict(reel.delivered.paths)
     reel.workspace.close()          # the stems are written: free the disk before remux and QC
-    if reel.settings.stereo_downmix and layout == "5.1":
-        _write_stereo(reel)
+    if (reel.settings.stereo_downmix or reel.settings.me_package) and layout == "5.1":
+        _write_stereo(reel)         # the package's 2.0 M&E
     reel.outputs += list(reel.wavs.values())
+    if reel.settings.me_package:
+        _write_guide(reel)
+
+
+def _write_guide(reel: Reel) -> None:
+    """The package's dialogue guide: DX folded down to mono (package.guide_gains), scaled down only if its peak
+    would pass GUIDE_PEAK_DBFS, at the stems' timecode; the package's roles for the manifest."""
+    gains = package.guide_gains(reel.probed.layout)
+    reader = WavReader(reel.wavs["DX"])
+    try:
+        folded = Mapped(reader, lambda block: block @ gains[:, None], 1)
+        peak = max((float(np.max(np.abs(b))) for b in folded.blocks(GUIDE_BLOCK) if b.size), default=0.0)
+        scale = min(1.0, 10 ** (package.GUIDE_PEAK_DBFS / 20) / peak) if peak > 0 else 1.0
+        path = reel.job.out_dir / f"{reel.job.title}_DX_guide.wav"
+        stamp = audio.Stamp(f"{reel.job.title} dialogue guide (mono DX fold-down)", reel.start)
+        writer = audio.WavWriter(path, reel.rate, "mono", 1, bit_depth=reel.profile.bit_depth,
+                                 timeout=reel.timeout, description=stamp)
+        try:
+            for block in folded.blocks(GUIDE_BLOCK):
+                writer.write(block * np.float32(scale))
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+    finally:
+        reader.close()
+    reel.outputs.append(path)
+    reel.package = package.roles(reel.wavs, path, reel.probed.layout)
 
 
 def _write_stereo(reel: Reel) -> None:

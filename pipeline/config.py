@@ -123,11 +123,13 @@ class Settings:
     cleanup: str = "auto"            # auto | noisereduce | dfn3 | none (auto: see cleanup.resolve_method)
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
     stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
+    me_package: bool = False         # the M&E package: 2.0 M&E, FX = M&E − MX, a dialogue guide (pipeline/package.py)
     tracks: tuple[str, ...] | None = None   # track map: a label per audio channel of the file (pipeline/master.py)
 
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
-        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks"}, "", source)
+        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks", "me_package"},
+                   "", source)
         sep = check_mapping(data.get("separation"), "separation", source)
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
@@ -157,6 +159,7 @@ class Settings:
             language=language,
             stereo_downmix=check_choice(data.get("stereo_downmix", False), (True, False), "stereo_downmix", source),
             tracks=parse_tracks(data.get("tracks"), source),
+            me_package=check_choice(data.get("me_package", False), (True, False), "me_package", source),
         )
 
     @staticmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .outputs import sha256_file, write_text_atomic
@@ -27,12 +27,15 @@ class Manifest:
     input_sha256: str
     outputs: dict[str, dict]      # path relative to the title folder → {"sha256": ..., "bytes": ...}
     row: dict                     # the report row of the run that made it
+    package: dict[str, str] = field(default_factory=dict)   # M&E package: role → path relative to the title folder
 
     @staticmethod
-    def build(key: str, input_path: Path, input_sha256: str, folder: Path, outputs: list[Path], row: dict) -> "Manifest":
+    def build(key: str, input_path: Path, input_sha256: str, folder: Path, outputs: list[Path], row: dict,
+              package: dict[str, Path] | None = None) -> "Manifest":
         files = {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                  for p in outputs}
-        return Manifest(key, str(input_path), input_sha256, files, row)
+        roles = {role: p.relative_to(folder).as_posix() for role, p in (package or {}).items()}
+        return Manifest(key, str(input_path), input_sha256, files, row, roles)
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST

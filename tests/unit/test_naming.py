@@ -1,0 +1,96 @@
+"""Delivery file names (issue 14, "Delivery to spec"): the naming template's fields and its validation, one
+line naming the file and the key."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from pipeline import naming
+from pipeline.errors import ConfigError, MediaError
+from pipeline.layout import LAYOUTS
+from pipeline.profiles import Profile
+
+NTSC = Fraction(1000, 1001)
+BASE = {"name": "x", "target_lufs": -23, "true_peak_dbtp": -1}
+
+
+@pytest.mark.parametrize("layout,text", [("mono", "mono"), ("stereo", "2ch"), ("5.0", "5ch"), ("5.1", "6ch"),
+                                         ("7.1", "8ch")])
+def test_layout_field_is_the_channel_count(layout, text):
+    assert naming.layout_field(LAYOUTS[layout]) == text
+
+
+@pytest.mark.parametrize("rate,text", [(48000, "48k"), (44100, "44.1k"), (96000, "96k"), (32000, "32k")])
+def test_rate_field_in_khz(rate, text):
+    assert naming.rate_field(rate) == text
+
+
+@pytest.mark.parametrize("fps,text", [(24 * NTSC, "23976"), (Fraction(24), "24"), (Fraction(25), "25"),
+                                      (30 * NTSC, "2997"), (Fraction(30), "30"), (Fraction(50), "50"),
+                                      (60 * NTSC, "5994"), (12.5, "125")])
+def test_fps_field_is_the_rate_without_its_point(fps, text):
+    assert naming.fps_field(fps) == text
+
+
+def test_default_naming_is_unchanged():
+    p = Profile.from_dict(BASE, "p.yaml")
+    fields = naming.reel_fields("REEL1", LAYOUTS["5.1"], 48000, 24, None)
+    assert [p.file_name(fields, s) for s in naming.STEMS] == [f"REEL1_{s}.wav" for s in naming.STEMS]
+    assert p.file_name(fields, "DX", "L") == "REEL1_DX.L.wav" and not p.split_channels
+
+
+def test_every_field_from_the_reel():
+    p = Profile.from_dict({**BASE, "naming": "{title}-{stem}-{layout}-{rate}-{bits}-{fps}.wav",
+                           "channel_naming": "{title}-{stem}-{channel}-{layout}.wav", "stem_names": {"DX": "DIA"}},
+                          "p.yaml")
+    fields = naming.reel_fields("R1", LAYOUTS["7.1"], 96000, 32, Fraction(25))
+    assert p.file_name(fields, "DX") == "R1-DIA-8ch-96k-32b-25.wav"
+    assert p.file_name(fields, "MX") == "R1-MX-8ch-96k-32b-25.wav"        # not in stem_names: our name
+    assert p.file_name(fields, "DX", "Lss") == "R1-DIA-Lss-8ch.wav"
+    assert p.file_name(fields.with_layout(LAYOUTS["stereo"]), "ME", "R") == "R1-ME-R-2ch.wav"
+
+
+def test_fps_without_a_frame_rate_is_one_line_naming_the_file(tmp_path):
+    p = Profile.from_dict({**BASE, "naming": "{title}_{stem}_{fps}.wav"}, "p.yaml")
+    fields = naming.reel_fields("talk", LAYOUTS["stereo"], 48000, 24, None, tmp_path / "talk.wav")
+    with pytest.raises(MediaError) as info:
+        p.file_name(fields, "MIX")
+    assert "{fps}" in str(info.value) and "--tc-rate" in str(info.value) and "\n" not in str(info.value)
+    assert info.value.path == tmp_path / "talk.wav"
+    # a naming without {fps} needs no frame rate
+    assert Profile.from_dict(BASE, "p.yaml").file_name(fields, "MIX") == "talk_MIX.wav"
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ({"naming": "{title}_{stem}_{take}.wav"}, "naming has an unknown field {take}"),
+    ({"naming": "{title}_{stem}_{0}.wav"}, "naming has an unknown field {0}"),
+    ({"naming": "{title}.wav"}, "naming must contain {stem}"),
+    ({"naming": "{stem}.wav"}, "naming must contain {title}"),
+    ({"naming": "{title}_{stem}.{channel}.wav"}, "naming has {channel}, which is only for per-channel names"),
+    ({"naming": "{title}/{stem}.wav"}, "naming must be a file name (no '/'"),
+    ({"naming": "{title}_{stem}.aif"}, "naming must end in .wav"),
+    ({"naming": ".{title}_{stem}.wav"}, "not start with '.'"),
+    ({"naming": "{title}_{stem:>4}.wav"}, "naming has {stem:>4}: fields take no conversion or format"),
+    ({"naming": "{title}_{stem!r}.wav"}, "naming has {stem!r}"),
+    ({"naming": "{title}_{stem"}, "naming does not parse"),
+    ({"naming": 5}, "naming must be a text"),
+    ({"channel_naming": "{title}_{stem}.wav"}, "channel_naming must contain {channel}"),
+    ({"channel_naming": "{title}_{channel}.wav"}, "channel_naming must contain {stem}"),
+    ({"naming": "{title}_{layout}.wav"}, "naming must contain {stem}"),
+    ({"stem_names": {"DX": "ME"}}, "naming gives DX and ME the same file name 'REEL_1_ME.wav'"),
+    ({"stem_names": {"DIA": "DX"}}, "stem_names must be one of MIX, DX, ME, MX, FX; got 'DIA'"),
+    ({"stem_names": {"DX": "DIA Stem"}}, "stem_names.DX must be letters, digits"),
+    ({"stem_names": ["DIA"]}, "stem_names must be a mapping"),
+    ({"naming": "{title}_{stem}L.wav", "channel_naming": "{title}_{stem}{channel}.wav"},
+     "channel_naming gives MIX and MIX L the same file name 'REEL_1_MIXL.wav'"),
+    ({"channel_naming": "{title}_{stem}_{channel}{layout}.wav", "naming": "{title}_{stem}_L{layout}.wav"},
+     "gives MIX and MIX L the same file name"),
+    ({"split_channels": "yes"}, "split_channels must be one of True, False"),
+])
+def test_bad_naming_is_one_line_naming_the_file_and_key(tmp_path, extra, fragment):
+    path = tmp_path / "bad.yaml"
+    with pytest.raises(ConfigError) as info:
+        Profile.from_dict({**BASE, **extra}, path)
+    message = str(info.value)
+    assert fragment in message and str(path) in message and "\n" not in message, message

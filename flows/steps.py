@@ -25,12 +25,13 @@ from typing import Callable
 from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, starttc, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
-from pipeline.layout import Layout
+from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
 from pipeline.master import Master, select_master
 from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
 from pipeline.media import AudioStream, MediaInfo
 from pipeline.models import ModelSpec
+from pipeline.naming import NameFields, reel_fields
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
 from pipeline.profiles import Profile
 from pipeline.readers import Difference, Mapped, RawFile, Reader, WavReader, Workspace
@@ -138,6 +139,7 @@ class Reel:
     probed: Probed
     workspace: Workspace
     start: StartTimecode | None = None    # where the outputs start on the source's clock (None: unknown)
+    names: NameFields | None = None       # the reel's values of the profile's naming fields
     mix: RawFile | None = None
     stems: Stems | None = None
     dx: Reader | None = None
@@ -154,7 +156,7 @@ class Reel:
     @property
     def rate(self) -> int:
         """The spec's rate for every output, else the source's."""
-        return self.profile.sample_rate or self.probed.master.sample_rate
+        return _output_rate(self.profile, self.probed.master)
 
     @property
     def timeout(self) -> float:
@@ -173,12 +175,13 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
+            names = _name_fields(job, settings, profile, probed, start)
         say(f"[{job.title}] audio: {probed.master.describe()}")
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
             return _resume_or_run(Reel(job, spec, settings, profile, say, timed, probed, Workspace(job.out_dir),
-                                       start), force)
+                                       start, names), force)
     except TitleLockedError as exc:
         row.status, row.stage, row.error = "skipped", "lock", str(exc)
         say(f"[{job.title}] skipped: {exc}")
@@ -219,6 +222,27 @@ def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> tuple[Probe
         key = hashlib.sha256(f"{probed.key}|start_tc={job.start_tc}|tc_rate={job.tc_rate}".encode()).hexdigest()
         probed = dataclasses.replace(probed, key=key)
     return probed, start
+
+
+def _output_rate(profile: Profile, master: Master) -> int:
+    """The spec's rate for every output, else the source's."""
+    return profile.sample_rate or master.sample_rate
+
+
+def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Probed,
+                 start: StartTimecode | None) -> NameFields:
+    """The reel's values of the naming fields ({fps}: the start timecode's rate, else the picture's), checked
+    before any work: MediaError when the naming has {fps} and the reel has no frame rate, ConfigError when two
+    of its files would get one name."""
+    info, layout = probed.info, probed.layout
+    fps = start.rate.fps if start is not None and start.rate is not None else (
+        info.video[0].frame_rate if info.video else None)
+    fields = reel_fields(job.title, layout, _output_rate(profile, probed.master), profile.bit_depth, fps, job.path)
+    cases = [(fields, layout)]
+    if settings.stereo_downmix and layout.name == "5.1":
+        cases.append((fields.with_layout(LAYOUTS["stereo"]), LAYOUTS["stereo"]))
+    profile.check_names(cases, f"profile {profile.name}")
+    return fields
 
 
 def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
@@ -287,17 +311,24 @@ def _loudness(reel: Reel) -> None:
     reel.plan = deliver.plan_delivery(_sources(reel), _delivery(reel, reel.probed.layout.name))
 
 
+def _stamp(reel: Reel, what: str) -> audio.Stamp:
+    """A written file's bext Description ("REEL1 DX (dfn3, netflix)") and start on the source's clock."""
+    return audio.Stamp(f"{reel.job.title} {what} ({reel.spec.name}, {reel.profile.name})", reel.start)
+
+
 def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
-    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile, written to a
-    temporary name and renamed when complete; `subfolder` for the stereo downmix."""
+    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile (its naming fields
+    from the reel, {layout} from `layout`), written to a temporary name and renamed when complete; `subfolder`
+    for the stereo downmix."""
     job, profile = reel.job, reel.profile
     folder = job.out_dir / subfolder if subfolder else job.out_dir
     what = f" {subfolder}" if subfolder else ""
+    fields = reel.names.with_layout(LAYOUTS[layout])
 
     def open_writer(name: str, channels: int) -> audio.WavWriter:
-        stamp = audio.Stamp(f"{job.title} {name}{what} ({reel.spec.name}, {profile.name})", reel.start)
-        return audio.WavWriter(folder / profile.naming.format(title=job.title, stem=name), reel.rate, layout,
-                               channels, bit_depth=profile.bit_depth, timeout=reel.timeout, description=stamp)
+        return audio.WavWriter(folder / profile.file_name(fields, name), reel.rate, layout, channels,
+                               bit_depth=profile.bit_depth, timeout=reel.timeout,
+                               description=_stamp(reel, f"{name}{what}"))
     return open_writer
 
 

@@ -1,5 +1,5 @@
-"""Delivery file names (issue 14, "Delivery to spec"): the naming template's fields and its validation, one
-line naming the file and the key."""
+"""Delivery file names (issue 14, "Delivery to spec"): the naming template's fields, the built-in netflix naming,
+and the template's validation, one line naming the file and the key."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -9,7 +9,7 @@ import pytest
 from pipeline import naming
 from pipeline.errors import ConfigError, MediaError
 from pipeline.layout import LAYOUTS
-from pipeline.profiles import Profile
+from pipeline.profiles import Profile, load_profile
 
 NTSC = Fraction(1000, 1001)
 BASE = {"name": "x", "target_lufs": -23, "true_peak_dbtp": -1}
@@ -49,6 +49,24 @@ def test_every_field_from_the_reel():
     assert p.file_name(fields, "MX") == "R1-MX-8ch-96k-32b-25.wav"        # not in stem_names: our name
     assert p.file_name(fields, "DX", "Lss") == "R1-DIA-Lss-8ch.wav"
     assert p.file_name(fields.with_layout(LAYOUTS["stereo"]), "ME", "R") == "R1-ME-R-2ch.wav"
+
+
+def test_netflix_naming():
+    """Netflix's convention (Asset Naming: Sound Mastering and Music Archival): title, asset type, 6ch, 48k, 24b,
+    the time code rate without its point, discrete channels as .L … .Rs before .wav."""
+    p = load_profile("netflix")
+    fields = naming.reel_fields("chefs_table_s02e02_v04", LAYOUTS["5.1"], 48000, 24, 24 * NTSC)
+    assert {s: p.file_name(fields, s) for s in naming.STEMS} == {
+        "MIX": "chefs_table_s02e02_v04_PM_Nearfield_6ch_48k_24b_23976.wav",
+        "DX": "chefs_table_s02e02_v04_DIAStem_6ch_48k_24b_23976.wav",
+        "ME": "chefs_table_s02e02_v04_ME_6ch_48k_24b_23976.wav",
+        "MX": "chefs_table_s02e02_v04_MXStem_6ch_48k_24b_23976.wav",
+        "FX": "chefs_table_s02e02_v04_FXStem_6ch_48k_24b_23976.wav"}
+    assert [p.file_name(fields, "FX", c) for c in LAYOUTS["5.1"].labels] == [
+        f"chefs_table_s02e02_v04_FXStem_6ch_48k_24b_23976.{c}.wav" for c in ("L", "R", "C", "LFE", "Ls", "Rs")]
+    # the other profile values are as they were
+    assert (p.measurement, p.target_lufs, p.true_peak_dbtp, p.me_ceiling_dbtp, p.sample_rate, p.bit_depth,
+            p.layouts) == ("dialog-gated", -27.0, -2.0, -1.0, 48000, 24, ("stereo", "5.1"))
 
 
 def test_fps_without_a_frame_rate_is_one_line_naming_the_file(tmp_path):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__, audio, cleanup, deliver, downmix, media, qc, remux, spotting, starttc, vad
+from pipeline import __version__, audio, cleanup, deliver, discrete, downmix, media, qc, remux, spotting, starttc, vad
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
@@ -342,6 +342,8 @@ def _write(reel: Reel) -> None:
     if reel.settings.stereo_downmix and layout == "5.1":
         _write_stereo(reel)
     reel.outputs += list(reel.wavs.values())
+    if reel.profile.split_channels:
+        _write_channels(reel)
 
 
 def _write_stereo(reel: Reel) -> None:
@@ -355,6 +357,24 @@ def _write_stereo(reel: Reel) -> None:
         for r in readers.values():
             r.close()
     reel.wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
+
+
+def _write_channels(reel: Reel) -> None:
+    """Each multichannel stem written (the stereo downmix's too) also as discrete mono WAVs, one per channel,
+    named by the profile's channel naming ({channel}: L R C LFE Ls Rs …) beside it, with the same start; they
+    are outputs (the manifest lists them), not stems (`reel.wavs`: QC, remux and spotting read the stems)."""
+    for key, path in reel.wavs.items():
+        subfolder, _, stem = key.rpartition("/")
+        layout = LAYOUTS[subfolder] if subfolder else reel.probed.layout   # "stereo/DX": the downmix's
+        if layout.channels == 1:
+            continue
+        fields = reel.names.with_layout(layout)
+        what = f"{stem} {subfolder} " if subfolder else f"{stem} "
+        written = discrete.split_channels(
+            path, layout, [path.parent / reel.profile.file_name(fields, stem, label) for label in layout.labels],
+            [_stamp(reel, what + label) for label in layout.labels],
+            bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
+        reel.outputs += list(written)
 
 
 def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:

@@ -1,15 +1,22 @@
 """Delivery file names (issue 14, "Delivery to spec"): the naming template's fields, the built-in netflix naming,
-and the template's validation, one line naming the file and the key."""
+the template's validation (one line naming the file and the key), and discrete mono WAVs per channel of a stem."""
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from pipeline import naming
+from pipeline.audio import Stamp, write_wav
+from pipeline.discrete import split_channels
 from pipeline.errors import ConfigError, MediaError
-from pipeline.layout import LAYOUTS
+from pipeline.layout import LAYOUTS, one_channel
 from pipeline.profiles import Profile, load_profile
+from pipeline.timecode import StartTimecode
+from tc_reference import read_bwf
 
 NTSC = Fraction(1000, 1001)
 BASE = {"name": "x", "target_lufs": -23, "true_peak_dbtp": -1}
@@ -112,3 +119,50 @@ def test_bad_naming_is_one_line_naming_the_file_and_key(tmp_path, extra, fragmen
         Profile.from_dict({**BASE, **extra}, path)
     message = str(info.value)
     assert fragment in message and str(path) in message and "\n" not in message, message
+
+
+def test_one_channel_of_a_layout():
+    lfe, left = one_channel(LAYOUTS["5.1"], 3), one_channel(LAYOUTS["5.1"], 0)
+    assert (lfe.labels, lfe.ffmpeg, lfe.mask, lfe.channels) == (("LFE",), "LFE", 0x8, 1)
+    assert (left.labels, left.mask) == (("L",), 0x1)
+    assert one_channel(LAYOUTS["7.1"], 7).labels == ("Rss",) and one_channel(LAYOUTS["7.1"], 7).mask == 0x400
+
+
+def _mask(path) -> int:
+    fmt = read_bwf(path).chunks["fmt "]
+    tag, channels = struct.unpack_from("<HH", fmt, 0)
+    assert tag == 0xFFFE and channels == 1      # WAVE_FORMAT_EXTENSIBLE
+    return struct.unpack_from("<I", fmt, 20)[0]
+
+
+def test_split_channels_writes_each_channel_exactly(tmp_path):
+    """A 5.1 stem (24-bit, odd length, several blocks) split into six mono broadcast WAVs: each equal to its
+    channel sample for sample, with the stem's TimeReference, an iXML track named by the channel and the
+    channel's own speaker in the channel mask."""
+    rng = np.random.default_rng(5)
+    audio = (0.5 * rng.standard_normal((150_001, 6))).clip(-1, 1).astype(np.float32)
+    start = StartTimecode.from_label("01:00:00:00", "23.976")
+    stem = write_wav(tmp_path / "R_DX.wav", audio, 48000, "5.1", description=Stamp("R DX", start))
+    lay = LAYOUTS["5.1"]
+    paths = [tmp_path / f"R_DX.{c}.wav" for c in lay.labels]
+    written = split_channels(stem, lay, paths, [Stamp(f"R DX {c}", start) for c in lay.labels])
+    assert written == tuple(paths)
+    interleaved = sf.read(stem, dtype="int32")[0]
+    for i, (path, label) in enumerate(zip(paths, lay.labels)):
+        info = sf.info(str(path))
+        assert (info.channels, info.samplerate, info.subtype) == (1, 48000, "PCM_24")
+        assert np.array_equal(sf.read(path, dtype="int32")[0], interleaved[:, i])
+        bwf = read_bwf(path)
+        assert bwf.time_reference == read_bwf(stem).time_reference == 86400 * 2002
+        assert bwf.track_names == [(1, 1, label)] and bwf.description == f"R DX {label}"
+        assert bwf.speed("TIMECODE_RATE") == "24000/1001"
+        assert _mask(path) == one_channel(lay, i).mask
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_split_channels_refuses_a_stem_of_another_layout(tmp_path):
+    stem = write_wav(tmp_path / "st.wav", np.zeros((100, 2), np.float32), 48000, "stereo")
+    lay = LAYOUTS["5.1"]
+    with pytest.raises(ValueError, match="2 channels, expected 5.1"):
+        split_channels(stem, lay, [tmp_path / f"{c}.wav" for c in lay.labels], [Stamp()] * 6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st.wav"]

@@ -69,6 +69,10 @@ def _add_run(sub) -> None:
                      "model makes them), a mono dialogue guide, the printmaster; listed in the manifest")
     run.add_argument("--stereo-downmix", action="store_true",
                      help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
+    run.add_argument("--split-channels", action="store_true",
+                     help="each multichannel stem also as discrete mono WAVs, one per channel (REEL1_DX.L.wav; the "
+                     "profile's channel_naming), as Netflix asks for 5.1 elements (default: the profile's "
+                     "split_channels)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                      help="where demucs models run: auto (a GPU when torch sees one), cpu or cuda "
                      "(default: the config's, cpu); DFN3 always runs on the CPU")
@@ -315,6 +319,8 @@ def cmd_run(args) -> int:
                   "(use --device auto or cpu)", file=sys.stderr)
             return EXIT_USAGE
     profile = load_profile(args.profile)
+    if args.split_channels:
+        profile = dataclasses.replace(profile, split_channels=True)
     spec = resolve(args.model or settings.separation.model)
     print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
           + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"

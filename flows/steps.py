@@ -24,16 +24,17 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, audio, cleanup, deliver, downmix, media, package, qc, remux, spotting, starttc,
-                      vad)
+from pipeline import (__version__, audio, cleanup, deliver, discrete, downmix, media, package, qc, remux, spotting,
+                      starttc, vad)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
-from pipeline.layout import Layout
+from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
 from pipeline.master import Master, select_master
 from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
 from pipeline.media import AudioStream, MediaInfo
 from pipeline.models import ModelSpec
+from pipeline.naming import NameFields, reel_fields
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
 from pipeline.profiles import Profile
 from pipeline.readers import Difference, Mapped, RawFile, Reader, WavReader, Workspace
@@ -143,6 +144,7 @@ class Reel:
     probed: Probed
     workspace: Workspace
     start: StartTimecode | None = None    # where the outputs start on the source's clock (None: unknown)
+    names: NameFields | None = None       # the reel's values of the profile's naming fields
     mix: RawFile | None = None
     stems: Stems | None = None
     dx: Reader | None = None
@@ -160,7 +162,7 @@ class Reel:
     @property
     def rate(self) -> int:
         """The spec's rate for every output, else the source's."""
-        return self.profile.sample_rate or self.probed.master.sample_rate
+        return _output_rate(self.profile, self.probed.master)
 
     @property
     def timeout(self) -> float:
@@ -179,11 +181,12 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
+            names = _name_fields(job, settings, profile, probed, start)
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
         with title_lock(job.out_dir), removed_on_failure(job.out_dir):
             return _resume_or_run(Reel(job, spec, settings, profile, say, timed, probed, Workspace(job.out_dir),
-                                       start), force)
+                                       start, names), force)
     except TitleLockedError as exc:
         row.status, row.stage, row.error = "skipped", "lock", str(exc)
         say(f"[{job.title}] skipped: {exc}")
@@ -224,6 +227,27 @@ def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> tuple[Probe
         key = hashlib.sha256(f"{probed.key}|start_tc={job.start_tc}|tc_rate={job.tc_rate}".encode()).hexdigest()
         probed = dataclasses.replace(probed, key=key)
     return probed, start
+
+
+def _output_rate(profile: Profile, master: Master) -> int:
+    """The spec's rate for every output, else the source's."""
+    return profile.sample_rate or master.sample_rate
+
+
+def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Probed,
+                 start: StartTimecode | None) -> NameFields:
+    """The reel's values of the naming fields ({fps}: the start timecode's rate, else the picture's), checked
+    before any work: MediaError when the naming has {fps} and the reel has no frame rate, ConfigError when two
+    of its files would get one name."""
+    info, layout = probed.info, probed.layout
+    fps = start.rate.fps if start is not None and start.rate is not None else (
+        info.video[0].frame_rate if info.video else None)
+    fields = reel_fields(job.title, layout, _output_rate(profile, probed.master), profile.bit_depth, fps, job.path)
+    cases = [(fields, layout)]
+    if (settings.stereo_downmix or settings.me_package) and layout.name == "5.1":
+        cases.append((fields.with_layout(LAYOUTS["stereo"]), LAYOUTS["stereo"]))
+    profile.check_names(cases, f"profile {profile.name}")
+    return fields
 
 
 def _resume_or_run(reel: Reel, force: bool) -> ReportRow:
@@ -296,17 +320,24 @@ def _loudness(reel: Reel) -> None:
     reel.plan = deliver.plan_delivery(_sources(reel), _delivery(reel, reel.probed.layout.name))
 
 
+def _stamp(reel: Reel, what: str) -> audio.Stamp:
+    """A written file's bext Description ("REEL1 DX (dfn3, netflix)") and start on the source's clock."""
+    return audio.Stamp(f"{reel.job.title} {what} ({reel.spec.name}, {reel.profile.name})", reel.start)
+
+
 def _wav_writers(reel: Reel, layout: str, subfolder: str = ""):
-    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile, written to a
-    temporary name and renamed when complete; `subfolder` for the stereo downmix."""
+    """open_writer(name, channels) for deliver_stream: a broadcast WAV named by the profile (its naming fields
+    from the reel, {layout} from `layout`), written to a temporary name and renamed when complete; `subfolder`
+    for the stereo downmix."""
     job, profile = reel.job, reel.profile
     folder = job.out_dir / subfolder if subfolder else job.out_dir
     what = f" {subfolder}" if subfolder else ""
+    fields = reel.names.with_layout(LAYOUTS[layout])
 
     def open_writer(name: str, channels: int) -> audio.WavWriter:
-        stamp = audio.Stamp(f"{job.title} {name}{what} ({reel.spec.name}, {profile.name})", reel.start)
-        return audio.WavWriter(folder / profile.naming.format(title=job.title, stem=name), reel.rate, layout,
-                               channels, bit_depth=profile.bit_depth, timeout=reel.timeout, description=stamp)
+        return audio.WavWriter(folder / profile.file_name(fields, name), reel.rate, layout, channels,
+                               bit_depth=profile.bit_depth, timeout=reel.timeout,
+                               description=_stamp(reel, f"{name}{what}"))
     return open_writer
 
 
@@ -320,6 +351,8 @@ def _write(reel: Reel) -> None:
     if (reel.settings.stereo_downmix or reel.settings.me_package) and layout == "5.1":
         _write_stereo(reel)         # the package's 2.0 M&E
     reel.outputs += list(reel.wavs.values())
+    if reel.profile.split_channels:
+        _write_channels(reel)
     if reel.settings.me_package:
         _write_guide(reel)
 
@@ -361,6 +394,24 @@ def _write_stereo(reel: Reel) -> None:
         for r in readers.values():
             r.close()
     reel.wavs.update({f"stereo/{name}": path for name, path in again.paths.items()})
+
+
+def _write_channels(reel: Reel) -> None:
+    """Each multichannel stem written (the stereo downmix's too) also as discrete mono WAVs, one per channel,
+    named by the profile's channel naming ({channel}: L R C LFE Ls Rs …) beside it, with the same start; they
+    are outputs (the manifest lists them), not stems (`reel.wavs`: QC, remux and spotting read the stems)."""
+    for key, path in reel.wavs.items():
+        subfolder, _, stem = key.rpartition("/")
+        layout = LAYOUTS[subfolder] if subfolder else reel.probed.layout   # "stereo/DX": the downmix's
+        if layout.channels == 1:
+            continue
+        fields = reel.names.with_layout(layout)
+        what = f"{stem} {subfolder} " if subfolder else f"{stem} "
+        written = discrete.split_channels(
+            path, layout, [path.parent / reel.profile.file_name(fields, stem, label) for label in layout.labels],
+            [_stamp(reel, what + label) for label in layout.labels],
+            bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
+        reel.outputs += list(written)
 
 
 def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
@@ -477,8 +528,9 @@ def _folddown(reel: Reel) -> None:
     if fold is None:
         return
     job = dataclasses.replace(reel.job, out_dir=reel.job.out_dir / FOLDDOWN_DIR)
+    names = reel.names.with_layout(fold.layout) if reel.names is not None else None
     sub = Reel(job, reel.spec, reel.settings, reel.profile, reel.say, reel.timer,
-               dataclasses.replace(reel.probed, master=fold), Workspace(job.out_dir), reel.start)
+               dataclasses.replace(reel.probed, master=fold), Workspace(job.out_dir), reel.start, names)
     with sub.workspace:
         for name, stage in STAGES:
             with reel.timer(name):

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import MediaError
 from .ffmpeg import add_output_options, finish, popen_reader, popen_writer
 from .ixml import append_chunk, ixml_document
-from .layout import get_layout
+from .layout import Layout, get_layout
 from .master import Master
 from .outputs import atomic_output
 from .readers import RawFile, raw_bytes
@@ -156,14 +156,15 @@ class WavWriter:
     `description` is the bext Description, or a Stamp with it and the start: then the bext TimeReference is the
     start in samples since midnight at `rate` (ffmpeg's `time_reference`), and the iXML chunk (which ffmpeg
     cannot write: appended when ffmpeg has finished, before the rename) carries the same timestamp, the
-    timecode rate and flag, and the channel names of `layout` (Layout.labels: L R C LFE Ls Rs)."""
+    timecode rate and flag, and the channel names of `layout` (Layout.labels: L R C LFE Ls Rs). `layout` is a
+    layout's name or a Layout (layout.one_channel: one channel of a layout in a file of its own)."""
 
-    def __init__(self, path: Path, rate: int, layout: str, channels: int, *, bit_depth: int = 24,
+    def __init__(self, path: Path, rate: int, layout: str | Layout, channels: int, *, bit_depth: int = 24,
                  description: str | Stamp = "", timeout: float | None = None):
         self.path, self.channels, self.timeout = Path(path), channels, timeout
         self.frames = 0
         stamp = description if isinstance(description, Stamp) else Stamp(description)
-        lay = get_layout(layout, channels)
+        lay = layout if isinstance(layout, Layout) else get_layout(layout, channels)
         self._ixml = ixml_document(lay.labels, rate, bit_depth, stamp.start)
         self._atomic = atomic_output(self.path)
         self._tmp = tmp = self._atomic.__enter__()

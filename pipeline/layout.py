@@ -122,3 +122,11 @@ def get_layout(name: str | None, channels: int) -> Layout:
         raise MediaError(f"channel layout {name or 'unnamed'} ({channels} channels) is not supported: "
                          f"reelsplit separates {supported()}")
     return lay
+
+
+def one_channel(layout: Layout, index: int) -> Layout:
+    """Channel `index` of `layout` as a layout of its own, for a discrete mono file of that channel: its WAVE
+    channel mask is that channel's speaker (L: FL 0x1, LFE: 0x8, Ls: BL 0x10), not a mono file's centre, and its
+    label (the iXML track name) is the channel's, e.g. "L"."""
+    label, speaker = layout.labels[index], layout.ffmpeg_channels[index]
+    return Layout(label, (label,), (speaker,), speaker, ((0,),), (0,) if index in layout.dialogue else ())

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Mapping
 
+from . import naming as names
 from .config import CONFIG_DIR, check_choice, check_keys, check_range, load_yaml
 from .errors import ConfigError
 from .layout import LAYOUTS
@@ -34,9 +36,12 @@ class Profile:
     fallback_min_speech_pct: float | None = None  # dialog-gated: below this speech share, measure the programme
     fallback_target_lufs: float | None = None     # ... against this target instead
     layouts: tuple[str, ...] = tuple(LAYOUTS)   # channel layouts the spec accepts (pipeline.layout)
-    naming: str = "{title}_{stem}.wav"          # stem file names; {title} and {stem} (MIX, DX, ME, MX, FX)
+    naming: str = names.DEFAULT_NAMING          # stem file names: {title} {stem} {layout} {rate} {bits} {fps}
     normalize: bool = True      # False: no gain (the mix keeps its level), measured and verified; limited only
                                 # where a ceiling is passed
+    channel_naming: str = ""    # one channel's file name (+ {channel}); "": naming with .{channel} before .wav
+    stem_names: Mapping[str, str] = field(default_factory=dict)   # MIX/DX/ME/MX/FX -> the spec's {stem}
+    split_channels: bool = False    # each multichannel stem also as discrete mono WAVs, one per channel
 
     @property
     def me_ceiling_dbtp(self) -> float:
@@ -47,11 +52,24 @@ class Profile:
         """A short hash of every field: part of the cache key, so a changed profile re-runs files."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
+    def file_name(self, fields: names.NameFields, stem: str, channel: str | None = None) -> str:
+        """The file name of stem `stem` (MIX, DX, ME, MX, FX) of a reel with `fields`, or of its channel
+        `channel` (L, R, C, LFE, …). MediaError when the naming has {fps} and the reel has no frame rate."""
+        template = self.naming if channel is None else names.channel_template(self.naming, self.channel_naming)
+        return names.render(template, fields, self.stem_names.get(stem, stem), channel)
+
+    def check_names(self, cases, source: str | Path = "profile") -> None:
+        """ConfigError unless every stem, and every channel of a split stem, gets its own file name in each of
+        `cases` ((NameFields, Layout) pairs; MediaError for {fps} without a frame rate)."""
+        names.check_distinct(self.naming, names.channel_template(self.naming, self.channel_naming),
+                             self.stem_names, source, cases)
+
     @staticmethod
     def from_dict(data: dict, source: str | Path) -> "Profile":
         allowed = {"name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp",
                    "sample_rate", "bit_depth", "noise_reduction", "me_true_peak_dbtp", "fallback_min_speech_pct",
-                   "fallback_target_lufs", "layouts", "naming", "normalize"}
+                   "fallback_target_lufs", "layouts", "naming", "normalize", "channel_naming", "stem_names",
+                   "split_channels"}
         check_keys(data, allowed, "", source)
         missing = [k for k in ("name", "target_lufs", "true_peak_dbtp") if k not in data]
         if missing:
@@ -68,12 +86,7 @@ class Profile:
         layouts = tuple(layouts)
         for layout in layouts:
             check_choice(layout, tuple(LAYOUTS), "layouts", source)
-        naming = str(data.get("naming", "{title}_{stem}.wav"))
-        if "{title}" not in naming or "{stem}" not in naming or "/" in naming or not naming.endswith(".wav") \
-                or "\x00" in naming or not _formats(naming):
-            raise ConfigError(f"{source}: naming must contain {{title}} and {{stem}} (no other fields), no '/', "
-                              f"and end in .wav; got {naming!r}", source)
-        return Profile(
+        profile = Profile(
             name=str(data["name"]),
             description=str(data.get("description", "")),
             measurement=check_choice(data.get("measurement", "programme"), MEASUREMENTS, "measurement", source),
@@ -85,19 +98,25 @@ class Profile:
             bit_depth=int(check_choice(data.get("bit_depth", 24), (16, 24, 32), "bit_depth", source)),
             noise_reduction=check_range(data.get("noise_reduction", 0.5), 0.0, 1.0, "noise_reduction", source),
             layouts=layouts,
-            naming=naming,
             normalize=check_choice(data.get("normalize", True), (True, False), "normalize", source),
+            split_channels=check_choice(data.get("split_channels", False), (True, False), "split_channels",
+                                        source),
+            **_naming(data, source),
             **optional,
         )
+        profile.check_names(names.sample_cases(), source)
+        return profile
 
 
-def _formats(naming: str) -> bool:
-    """True if `naming` formats with only {title} and {stem}, and to a different name for each stem."""
-    try:
-        names = {naming.format(title="t", stem=stem) for stem in ("MIX", "DX", "ME", "MX", "FX")}
-    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
-        return False
-    return len(names) == 5 and not any("/" in n or "\x00" in n for n in names)
+def _naming(data: dict, source: str | Path) -> dict:
+    """The naming keys of a profile, each template checked on its own (`Profile.check_names` checks that they
+    give every file its own name)."""
+    naming = names.check_template(data.get("naming", names.DEFAULT_NAMING), "naming", source, channel=False)
+    channel_naming = data.get("channel_naming")
+    if channel_naming is not None:
+        names.check_template(channel_naming, "channel_naming", source, channel=True)
+    return dict(naming=naming, channel_naming=channel_naming or "",
+                stem_names=names.check_stem_names(data.get("stem_names"), source))
 
 
 def available(profile_dir: Path = PROFILE_DIR) -> dict[str, Path]:

@@ -1,6 +1,8 @@
 """Delivery to spec: every profile end to end on a stereo and a 5.1 reel, checked with ffmpeg's ebur128;
 dialog-gated loudness and spotting lists against dialogue of known level and timing (made with the whole-array
 oracle, reference.loudness; measured with the production meter)."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,7 +10,9 @@ import soundfile as sf
 from conftest import ffmpeg_ebur128
 from pipeline import deliver, loudness, readers, vad
 from pipeline.config import Settings
+from pipeline.layout import LAYOUTS
 from pipeline.models import resolve
+from pipeline.naming import reel_fields
 from pipeline.profiles import available, load_profile
 from pipeline.meter import LoudnessMeter
 from pipeline.spotting import spotting_list
@@ -29,14 +33,17 @@ def reels(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(available()) - {"keep"}))
 def test_each_profile_end_to_end(harness, reels, tmp_path, name):
-    from flows.reel import run
+    """Every profile on a stereo and a 5.1 reel; the reels are audio only, so --tc-rate 24 gives a naming with
+    {fps} (netflix's) its frame rate."""
+    from flows.reel import RunOptions, run
 
     profile = load_profile(name)
-    summary = run(reels, tmp_path / "out", resolve("dfn3"), Settings.load(), profile)
+    summary = run(reels, tmp_path / "out", resolve("dfn3"), Settings.load(), profile, RunOptions(tc_rate="24"))
     for row in summary.rows:
         assert row.status == "ok" and row.qc == "pass", (row.title, row.qc_reasons)
-        folder = tmp_path / "out" / row.title
-        meters = {s: ffmpeg_ebur128(folder / f"{row.title}_{s}.wav") for s in ("MIX", "DX", "ME")}
+        fields = reel_fields(row.title, LAYOUTS[row.layout], RATE, profile.bit_depth, Fraction(24))
+        meters = {s: ffmpeg_ebur128(tmp_path / "out" / row.title / profile.file_name(fields, s))
+                  for s in ("MIX", "DX", "ME")}
         assert meters["MIX"]["TP"] <= profile.true_peak_dbtp and meters["DX"]["TP"] <= profile.true_peak_dbtp
         assert meters["ME"]["TP"] <= profile.me_ceiling_dbtp
         if row.measurement == "programme":

@@ -56,23 +56,25 @@ def test_cli_probe(tmp_path):
 
 def test_netflix_dialog_gated_delivery(harness, tmp_path):
     """Netflix: dialog-gated -27 LKFS with the dialogue share known, mix/DX <= -2 dBTP and M&E <= -1 dBTP by
-    ffmpeg's meter, 48 kHz out from a 44.1 kHz source; a reel without dialogue falls back to programme -24."""
+    ffmpeg's meter, 48 kHz out from a 44.1 kHz source; a reel without dialogue falls back to programme -24.
+    Netflix's file names carry the frame rate, which audio-only files have not: --tc-rate gives it."""
     from conftest import ffmpeg_ebur128
     from flows.reel import RunOptions, run
     from pipeline.training.demo import make_demo_reel
 
     talk = make_demo_reel(tmp_path / "in" / "talk.wav", seconds=12, layout="stereo", seed=21, sample_rate=44100)
     tones = _tone_and_noise(tmp_path / "in" / "tones.wav", 6, 2, "stereo", 3)
-    summary = run([talk.path, tones], tmp_path / "out", resolve("dfn3"), Settings.load(), load_profile("netflix"))
+    summary = run([talk.path, tones], tmp_path / "out", resolve("dfn3"), Settings.load(), load_profile("netflix"),
+                  RunOptions(tc_rate="25"))
     talk_row, tone_row = summary.rows
     assert talk_row.status == tone_row.status == "ok"
     assert talk_row.measurement == "dialog-gated" and talk_row.speech_pct > 15
     assert abs(talk_row.dialog_gated_lufs - (-27.0)) <= 0.5 and talk_row.qc == "pass", talk_row.qc_reasons
-    folder = tmp_path / "out" / "talk"
-    assert sf.info(str(folder / "talk_MIX.wav")).samplerate == 48000
-    assert ffmpeg_ebur128(folder / "talk_MIX.wav")["TP"] <= -2.0
-    assert ffmpeg_ebur128(folder / "talk_DX.wav")["TP"] <= -2.0
-    assert ffmpeg_ebur128(folder / "talk_ME.wav")["TP"] <= -1.0
+    wav = {s: tmp_path / "out" / "talk" / f"talk_{s}_2ch_48k_24b_25.wav" for s in ("PM_Nearfield", "DIAStem", "ME")}
+    assert sf.info(str(wav["PM_Nearfield"])).samplerate == 48000
+    assert ffmpeg_ebur128(wav["PM_Nearfield"])["TP"] <= -2.0
+    assert ffmpeg_ebur128(wav["DIAStem"])["TP"] <= -2.0
+    assert ffmpeg_ebur128(wav["ME"])["TP"] <= -1.0
     assert tone_row.measurement == "programme" and tone_row.delivery_target_lufs == -24.0
     assert abs(tone_row.output_lufs - (-24.0)) <= 0.5
 

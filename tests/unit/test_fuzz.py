@@ -22,6 +22,7 @@ from pipeline.config import DEFAULT_CONFIG, STEM_TARGETS, SeparationSettings, Se
 from pipeline.errors import ConfigError, MediaError
 from pipeline.layout import LAYOUTS
 from pipeline.media import parse_probe
+from pipeline.naming import STEMS, NameFields, layout_field
 from pipeline.profiles import MEASUREMENTS, PROFILE_DIR, Profile, available
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -94,20 +95,33 @@ def test_the_shipped_default_config_loads():
 
 PROFILE_KEYS = ["name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp", "sample_rate",
                 "bit_depth", "noise_reduction", "me_true_peak_dbtp", "fallback_min_speech_pct",
-                "fallback_target_lufs", "layouts", "naming"]
+                "fallback_target_lufs", "layouts", "naming", "channel_naming", "stem_names", "split_channels"]
 namings = st.one_of(yaml_values, st.builds("".join, st.lists(st.sampled_from(
-    ["{title}", "{stem}", "_", "-", ".wav", "{", "}", "{0}", "{other}", "{title!r}", "{stem:>4}", "/", "x", "\x00"]),
-    max_size=6)))
+    ["{title}", "{stem}", "{layout}", "{rate}", "{bits}", "{fps}", "{channel}", "_", "-", ".", ".wav", "{", "}",
+     "{0}", "{other}", "{title!r}", "{stem:>4}", "/", "\\", "x", "L", "\x00"]), max_size=8)))
+stem_names = st.dictionaries(st.sampled_from([*STEMS, "DIA", 1]),
+                             st.sampled_from(["PM", "DIA", "DX", "ME", "MX", "FX", "D", "X", "a b", "", "x/y", 5]),
+                             max_size=5)
 
 
 def profile_dicts():
     shipped = [load_yaml(p) for p in available().values()]
-    return st.sampled_from(shipped).flatmap(lambda base: _mutated(base, PROFILE_KEYS, st.one_of(yaml_values, namings)))
+    values = st.one_of(yaml_values, namings, stem_names)
+    return st.sampled_from(shipped).flatmap(lambda base: _mutated(base, PROFILE_KEYS, values))
+
+
+def _names(p: Profile, fields: NameFields, labels) -> tuple[list[str], list[str]]:
+    """The file names a profile gives one reel's stems, and every channel of them."""
+    return ([p.file_name(fields, stem) for stem in STEMS],
+            [p.file_name(fields, stem, label) for stem in STEMS for label in labels])
 
 
 @FUZZ
 @given(profile_dicts())
 @example({"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "naming": "{title}_{stem}_{take}.wav"})
+@example({"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "naming": "{title}_{stem}L.wav",
+          "channel_naming": "{title}_{stem}{channel}.wav"})
+@example({"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "stem_names": {"DX": "D", "ME": "D"}})
 @example({"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "layouts": "stereo"})
 @example({"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "layouts": 5})
 def test_profiles_load_in_range_or_fail_in_one_line(data):
@@ -122,10 +136,51 @@ def test_profiles_load_in_range_or_fail_in_one_line(data):
     assert p.sample_rate in (None, 44100, 48000, 96000) and p.bit_depth in (16, 24, 32)
     assert 0.0 <= p.noise_reduction <= 1.0
     assert p.layouts and set(p.layouts) <= set(LAYOUTS)
-    # every accepted naming pattern makes one plain file name per stem, distinct per stem
-    names = {p.naming.format(title="reel_1", stem=stem) for stem in ("MIX", "DX", "ME", "MX", "FX")}
-    assert len(names) == 5 and all(n.endswith(".wav") and "/" not in n and "\x00" not in n for n in names)
+    # every accepted naming makes one plain file name per stem and per channel of a stem, all distinct
+    for lay in LAYOUTS.values():
+        fields = NameFields("reel_1", layout_field(lay), "48k", "24b", "2997")
+        stems, channels = _names(p, fields, lay.labels if lay.channels > 1 else ())   # a mono stem is not split
+        assert len(set(stems)) == 5 and len(set(channels)) == len(channels) and not set(stems) & set(channels)
+        assert all(n.endswith(".wav") and not n.startswith(".") and not set("/\\\x00") & set(n)
+                   for n in stems + channels), (stems, channels)
+    assert p.split_channels in (True, False)
     assert isinstance(p.digest, str) and len(p.digest) == 12
+
+
+_TOKENS = st.lists(st.sampled_from(["{layout}", "{rate}", "{bits}", "{fps}", "_", "-", ".", "_", "L", "DX"]),
+                   max_size=5)
+
+
+def plain_templates(required: list[str]):
+    """`required` fields and some others or separators, in any order, ending (mostly) in .wav."""
+    return st.builds(lambda parts, end: "".join(parts) + end,
+                     _TOKENS.flatmap(lambda extra: st.permutations([*required, *extra])),
+                     st.sampled_from([".wav", ".wav", ".wav", ".aif"]))
+
+
+spec_stem_names = st.dictionaries(st.sampled_from(STEMS), st.sampled_from(["PM", "DIA", "DX", "D", "X", "ME", "M"]),
+                                  max_size=5)
+
+
+@FUZZ
+@given(plain_templates(["{title}", "{stem}"]), st.one_of(st.none(), plain_templates(["{title}", "{stem}", "{channel}"])),
+       spec_stem_names)
+def test_naming_templates_give_every_file_its_own_name_or_fail_in_one_line(naming, channel_naming, names):
+    """Templates made of fields and separators only (most of them load): an accepted set gives every stem, and
+    every channel of a split stem, a name of its own in every layout, whatever the reel's values."""
+    data = {"name": "x", "target_lufs": -23, "true_peak_dbtp": -1, "naming": naming, "stem_names": names}
+    if channel_naming is not None:
+        data["channel_naming"] = channel_naming
+    try:
+        p = Profile.from_dict(data, source="fuzz.yaml")
+    except ConfigError as exc:
+        assert one_line(exc) and "fuzz.yaml" in str(exc), str(exc)
+        return
+    for lay in LAYOUTS.values():
+        for title, fps in (("A", "25"), ("reel_1.v2", "23976")):
+            fields = NameFields(title, layout_field(lay), "44.1k", "16b", fps)
+            stems, channels = _names(p, fields, lay.labels if lay.channels > 1 else ())
+            assert len(set(stems + channels)) == len(stems + channels), (stems, channels)
 
 
 def test_the_shipped_profiles_load():

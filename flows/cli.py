@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.errors import OutputError, PipelineError
-from pipeline.layout import LAYOUTS
 from pipeline.malloc import tune_malloc
 
 from .logs import add_file_log, setup_console
@@ -176,7 +175,7 @@ def _add_demo_reel(sub) -> None:
     demo = sub.add_parser("demo-reel", help="make a seeded demo reel: test picture, speech, music and effects")
     demo.add_argument("out", type=Path, help="output file: .mov .mkv .mp4 .wav or .mxf")
     demo.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
-    demo.add_argument("--layout", choices=list(LAYOUTS), default="stereo")
+    demo.add_argument("--layout", choices=("mono", "stereo", "5.1"), default="stereo")
     demo.add_argument("--seed", type=int, default=0, help="the same seed makes the same file, byte for byte")
     demo.add_argument("--stems", action="store_true",
                       help="also write the ground-truth stems (dialogue, music, effects WAVs) to OUT's name + .stems/")

@@ -19,7 +19,6 @@ import soxr
 
 from .. import ffmpeg
 from ..errors import FfmpegError, MediaError, OutputError
-from ..layout import LAYOUTS   # 5.1 channel order: L R C LFE Ls Rs
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 VIDEO_SIZE, FPS = "320x180", 24
@@ -36,6 +35,8 @@ SENTENCES = (
     "Give me the keys. I will drive.", "You knew about this all along, didn't you?",
 )
 VOICES = ("en-us", "en", "en-gb-x-rp", "en-us+f3", "en+m3", "en-gb-scotland+f2")
+
+DEMO_LAYOUTS = ("mono", "stereo", "5.1")   # what layout_stems lays out (5.1: L R C LFE Ls Rs)
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def layout_stems(dialogue: np.ndarray, music: np.ndarray, effects: np.ndarray, l
                np.stack([m[:, 0], m[:, 1], z, z, m[:, 0] / 2, m[:, 1] / 2], 1),
                np.stack([e[:, 0], e[:, 1], z, lfe, e[:, 2], e[:, 3]], 1))
     else:
-        raise MediaError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+        raise MediaError(f"unknown layout {layout!r}: use one of {', '.join(DEMO_LAYOUTS)}")
     return tuple(np.ascontiguousarray(s, dtype=np.float32) for s in out)
 
 
@@ -303,8 +304,8 @@ def make_demo_reel(path: Path, *, seconds: float = 30.0, layout: str = "stereo",
     path = Path(path)
     if path.suffix.lower() not in CONTAINERS:
         raise MediaError(f"unsupported demo container {path.suffix!r}: use {', '.join(CONTAINERS)}", path)
-    if layout not in LAYOUTS:
-        raise MediaError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}", path)
+    if layout not in DEMO_LAYOUTS:
+        raise MediaError(f"unknown layout {layout!r}: use one of {', '.join(DEMO_LAYOUTS)}", path)
     if path.suffix.lower() == ".mxf" and sample_rate != 48000:
         raise MediaError(f"MXF takes 48000 Hz audio only, not {sample_rate} Hz", path)
     if not 0 < seconds <= 3600:

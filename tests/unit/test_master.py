@@ -73,8 +73,11 @@ def test_masters_that_cannot_be_placed_are_one_line(tracks, words):
 
 def test_track_map_5_1_plus_foldown_over_eight_mono_tracks():
     m = select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "Rt"))
-    assert m.layout.name == "5.1" and placed(m) == [(i, 0) for i in range(6)]
-    assert m.unused == "Lt (a:6) Rt (a:7)" and "not separated: Lt (a:6) Rt (a:7)" in m.describe()
+    assert m.layout.name == "5.1" and placed(m) == [(i, 0) for i in range(6)] and m.unused == ""
+    assert m.folddown.layout.name == "stereo" and placed(m.folddown) == [(6, 0), (7, 0)]
+    assert m.describe().endswith("; Lt/Rt: a:6 a:7")
+    with pytest.raises(MediaError, match="names Lt without its pair"):
+        select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "-"))
 
 
 def test_track_map_7_1_in_film_order():

@@ -220,7 +220,7 @@ def test_5_1_surround_weighted_1_41(impl, name):
 
 
 @pytest.mark.parametrize(
-    "n_channels, layout", [(7, None), (3, None), (4, None), (6, "stereo"), (8, "7.1"), (2, "quad")]
+    "n_channels, layout", [(7, None), (3, None), (4, None), (6, "stereo"), (8, "octagonal"), (2, "quad")]
 )
 def test_unsupported_layouts_raise_media_error(impl, n_channels, layout):
     x = np.zeros((RATE, n_channels))

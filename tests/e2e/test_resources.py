@@ -180,14 +180,17 @@ def test_ffmpeg_reading_a_fifo_nobody_writes_is_killed_at_the_timeout(tmp_path):
     """ffmpeg blocks opening a FIFO without a writer and prints nothing: the read of its output must not block
     past the limit. It is killed at the limit (not before), and the error says so in one line."""
     from pipeline.audio import extract
+    from pipeline.layout import LAYOUTS
+    from pipeline.master import Master
     from pipeline.media import AudioStream
 
     fifo = tmp_path / "stalled.wav"
     os.mkfifo(fifo)
     stream = AudioStream(0, 0, "pcm_s24le", 2, "stereo", 48000, 1.0, None, None)
+    master = Master(LAYOUTS["stereo"], ((stream, 0), (stream, 1)))
     started = time.monotonic()
     with pytest.raises(FfmpegError) as caught:
-        extract(fifo, stream, timeout=1.5)
+        extract(fifo, master, timeout=1.5)
     waited = time.monotonic() - started
     assert str(caught.value) == "ffmpeg timed out after 2 s" and caught.value.path == fifo
     assert 1.5 <= waited < 30, waited

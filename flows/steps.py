@@ -234,6 +234,11 @@ def _output_rate(profile: Profile, master: Master) -> int:
     return profile.sample_rate or master.sample_rate
 
 
+def _makes_stereo(settings: Settings, layout: Layout) -> bool:
+    """Whether a reel also gets BS.775 stereo stems: asked for, or the M&E package's 2.0 M&E; from 5.1 only."""
+    return (settings.stereo_downmix or settings.me_package) and layout.name == "5.1"
+
+
 def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Probed,
                  start: StartTimecode | None) -> NameFields:
     """The reel's values of the naming fields ({fps}: the start timecode's rate, else the picture's), checked
@@ -244,7 +249,7 @@ def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Pro
         info.video[0].frame_rate if info.video else None)
     fields = reel_fields(job.title, layout, _output_rate(profile, probed.master), profile.bit_depth, fps, job.path)
     cases = [(fields, layout)]
-    if (settings.stereo_downmix or settings.me_package) and layout.name == "5.1":
+    if _makes_stereo(settings, layout):
         cases.append((fields.with_layout(LAYOUTS["stereo"]), LAYOUTS["stereo"]))
     profile.check_names(cases, f"profile {profile.name}")
     return fields
@@ -348,8 +353,8 @@ def _write(reel: Reel) -> None:
                                             plan=reel.plan)
     reel.wavs = dict(reel.delivered.paths)
     reel.workspace.close()          # the stems are written: free the disk before remux and QC
-    if (reel.settings.stereo_downmix or reel.settings.me_package) and layout == "5.1":
-        _write_stereo(reel)         # the package's 2.0 M&E
+    if _makes_stereo(reel.settings, reel.probed.layout):
+        _write_stereo(reel)
     reel.outputs += list(reel.wavs.values())
     if reel.profile.split_channels:
         _write_channels(reel)
@@ -368,15 +373,10 @@ def _write_guide(reel: Reel) -> None:
         scale = min(1.0, 10 ** (package.GUIDE_PEAK_DBFS / 20) / peak) if peak > 0 else 1.0
         path = reel.job.out_dir / f"{reel.job.title}_DX_guide.wav"
         stamp = audio.Stamp(f"{reel.job.title} dialogue guide (mono DX fold-down)", reel.start)
-        writer = audio.WavWriter(path, reel.rate, "mono", 1, bit_depth=reel.profile.bit_depth,
-                                 timeout=reel.timeout, description=stamp)
-        try:
+        with audio.WavWriter(path, reel.rate, "mono", 1, bit_depth=reel.profile.bit_depth,
+                             timeout=reel.timeout, description=stamp) as writer:
             for block in folded.blocks(GUIDE_BLOCK):
                 writer.write(block * np.float32(scale))
-        except BaseException:
-            writer.abort()
-            raise
-        writer.close()
     finally:
         reader.close()
     reel.outputs.append(path)

@@ -79,15 +79,10 @@ def write_wav(
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 2:
         raise ValueError(f"audio must be (samples, channels), got shape {audio.shape}")
-    writer = WavWriter(Path(path), rate, layout, audio.shape[1], bit_depth=bit_depth, description=description,
-                       timeout=timeout)
-    try:
+    with WavWriter(Path(path), rate, layout, audio.shape[1], bit_depth=bit_depth, description=description,
+                   timeout=timeout) as writer:
         for start in range(0, audio.shape[0], BLOCK_FRAMES):
             writer.write(audio[start:start + BLOCK_FRAMES])
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
     return Path(path)
 
 
@@ -222,3 +217,13 @@ class WavWriter:
         with contextlib.suppress(Exception):
             err = RuntimeError("aborted")
             self._atomic.__exit__(RuntimeError, err, None)
+
+    def __enter__(self) -> "WavWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Closed (complete, renamed) when the block ends normally; aborted (nothing left) when it raises."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

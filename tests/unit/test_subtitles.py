@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pipeline.subtitles import (IMSC11_TEXT, RULES, TT, TTP, Event, break_lines, event_rate, subtitle_events,
                                 write_srt, write_ttml, write_webvtt)
@@ -208,3 +209,34 @@ def test_empty_transcript_writes_empty_files(tmp_path):
     write_ttml(tmp_path / "e.ttml", events, "en", Fraction(25))
     assert (tmp_path / "e.srt").read_text() == "" and (tmp_path / "e.vtt").read_text().startswith("WEBVTT")
     assert ET.parse(tmp_path / "e.ttml").getroot().findall(f".//{{{TT}}}p") == []
+
+
+VOCAB = ["a", "I", "the", "and", "of", "go.", "Yes.", "No!", "well,", "night", "overwhelmingly",
+         "extraordinarily-complicated-arrangements-that-no-one-wanted", "what?", "to", "she's"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(VOCAB), st.floats(0, 2.0), st.floats(0, 1.5), st.booleans()),
+                min_size=1, max_size=60),
+       st.sampled_from(["23.976", "25", "29.97", "60"]))
+def test_any_word_stream_keeps_the_hard_rules(spec, fps):
+    """Overlapping words, zero-length words, bursts and long silences: words are kept in order, events never
+    overlap and are 2 frames apart, never over 7 s, lines within 42 characters (a longer word alone)."""
+    t, words, lines = 0.0, [], []
+    for text, pause, dur, line_end in spec:
+        t += pause - 0.3      # words may overlap the one before
+        t = max(t, 0.0)
+        words.append(Word(t, t + dur, text, 0.8))
+        if line_end:
+            lines.append(Line(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words), 0.8))
+            words = []
+    if words:
+        lines.append(Line(words[0].start, words[-1].end, " ".join(w.text for w in words), tuple(words), 0.8))
+    events = subtitle_events(Transcript("en", 1.0, tuple(lines), "t", "dx"), fps)
+    assert " ".join(e.text for e in events) == " ".join(text for text, *_ in spec)
+    max_f = math.floor(7 * event_rate(fps))
+    for a, b in zip(events, events[1:]):
+        assert b.start_frame - a.end_frame >= 2
+    for e in events:
+        assert 0 <= e.start_frame < e.end_frame <= e.start_frame + max_f
+        assert all(len(line) <= 42 or " " not in line for line in e.lines) and 1 <= len(e.lines) <= 2

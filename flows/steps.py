@@ -24,15 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, audio, cleanup, deliver, discrete, downmix, media, package, qc, remux, spotting,
+from pipeline import (__version__, audio, cleanup, deliver, deliverable, discrete, downmix, media, package, qc, remux, spotting,
                       starttc, vad)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
-from pipeline.master import Master, select_master
+from pipeline.master import FOLDDOWN, Master, select_master
 from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
-from pipeline.media import AudioStream, MediaInfo
+from pipeline.media import MediaInfo
 from pipeline.models import ModelSpec
 from pipeline.naming import NameFields, reel_fields
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
@@ -455,37 +455,17 @@ def _spotting(reel: Reel) -> None:
         reel.outputs.append(path)
 
 
-def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: MediaInfo,
-                       master: Master) -> list[remux.Track]:
-    """Audio tracks of the deliverable: the master's own tracks (copied untouched; a fold-down's after them),
-    delivered mix, DX, M&E, then MX and FX if made, then the fold-down's delivered mix, DX and M&E, then every
-    other audio track of the source, copied (a deliverable never drops a track)."""
-    programs = [(master, master.layout.labels, "")]
+def programs(wavs: dict[str, Path], master: Master) -> list[deliverable.Program]:
+    """The separated programs of a master with their delivered stems: the master, and its Lt/Rt fold-down (its
+    stems under FOLDDOWN_DIR/ in `wavs`)."""
+    found = [deliverable.Program(master, master.layout.labels, master.layout.ffmpeg_channels,
+                                 {k: v for k, v in wavs.items() if "/" not in k})]
     if master.folddown is not None:
-        programs.append((master.folddown, ("Lt", "Rt"), f"{FOLDDOWN_DIR}/"))
-    tracks, used = [], set()
-    for program, labels, _ in programs:
-        used |= {s.audio_index for s in program.streams}
-        tracks += [remux.Track(None, _original_title(program, s, labels), s.language or language, s.audio_index)
-                   for s in program.streams]
-    for _, _, prefix in programs:
-        what = "Lt/Rt " if prefix else ""
-        tracks += [remux.Track(wavs[f"{prefix}MIX"], f"{what}Delivered mix ({profile.name})", language),
-                   remux.Track(wavs[f"{prefix}DX"], f"{what}DX dialogue", language),
-                   remux.Track(wavs[f"{prefix}ME"], f"{what}M&E", "zxx")]
-        tracks += [remux.Track(wavs[f"{prefix}{k}"], f"{what}{title}", "zxx")
-                   for k, title in (("MX", "MX music"), ("FX", "FX effects")) if f"{prefix}{k}" in wavs]
-    return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
-                                 s.language or language, s.audio_index)
-                     for s in info.audio if s.audio_index not in used]
-
-
-def _original_title(master: Master, stream: AudioStream, labels: tuple[str, ...]) -> str:
-    """"Original mix" for a master that is one stream; "Original L (a:0)" for one track of assembled ones."""
-    if master.single is not None and not master.folddown and labels == master.layout.labels:
-        return "Original mix"
-    names = [labels[j] for j, (s, _) in enumerate(master.channels_from) if s.audio_index == stream.audio_index]
-    return f"Original {' '.join(names)} (a:{stream.audio_index})"
+        prefix = f"{FOLDDOWN_DIR}/"
+        found.append(deliverable.Program(master.folddown, FOLDDOWN, deliverable.FOLDDOWN_NAMES,
+                                         {k[len(prefix):]: v for k, v in wavs.items() if k.startswith(prefix)},
+                                         "Lt/Rt "))
+    return found
 
 
 def _start_remux(reel: Reel) -> Future:
@@ -497,8 +477,8 @@ def _start_remux(reel: Reel) -> Future:
         t0 = time.perf_counter()
         first = master.first.audio_index
         _, suffix = remux.deliverable_container(info, first)
-        tracks = deliverable_tracks(reel.wavs, reel.profile, master.language or reel.settings.language, info,
-                                    master)
+        tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
+                                                reel.profile.name, master.language or reel.settings.language)
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
                              bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
         return result, time.perf_counter() - t0

@@ -23,6 +23,7 @@ SECONDS = 8
 CORR_FOLDDOWN_DX = 0.9    # the fold-down's DX against the 5.1 DX's centre: measured 0.932 on both sides
 SPLIT_51 = "[0:a]channelsplit=channel_layout=5.1[L][R][C][LFE][Ls][Rs]"
 TRACKS_51 = ["[L]", "[R]", "[C]", "[LFE]", "[Ls]", "[Rs]"]
+FOLD_LTRT = "[0:a]pan=stereo|FL=FL+0.707*FC+0.707*BL|FR=FR+0.707*FC+0.707*BR"    # BS.775 Lo/Ro as the Lt/Rt
 
 
 def ffmpeg(*args) -> None:
@@ -32,6 +33,21 @@ def ffmpeg(*args) -> None:
 
 def maps(labels) -> list[str]:
     return [a for label in labels for a in ("-map", label)]
+
+
+def make_mono51(src: Path, path: Path) -> Path:
+    """The 5.1 of `src` as six mono tracks (L R C LFE Ls Rs), the picture copied (MPEG-2 in an MXF)."""
+    video = ["-c:v", "mpeg2video"] if path.suffix == ".mxf" else ["-c:v", "copy"]
+    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), *video, "-c:a", "pcm_s24le",
+           path)
+    return path
+
+
+def make_fold8(src: Path, path: Path) -> Path:
+    """The 5.1 of `src` as six mono tracks and its BS.775 Lt/Rt fold-down as two more: eight mono tracks."""
+    ffmpeg("-i", src, "-filter_complex", SPLIT_51 + ";" + FOLD_LTRT + ",channelsplit=channel_layout=stereo[Lt][Rt]",
+           "-map", "0:v", *maps(TRACKS_51 + ["[Lt]", "[Rt]"]), "-c:v", "copy", "-c:a", "pcm_s24le", path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +64,9 @@ def masters(harness, tmp_path_factory):
     for d in (auto, fold, film):
         d.mkdir()
     src = make_demo_reel(auto / "src51.mov", seconds=SECONDS, layout="5.1", seed=4).path
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), "-c:v", "copy",
-           "-c:a", "pcm_s24le", auto / "mono51.mov")                                 # labelled FL FR mono LFE BL BR
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), "-c:v", "mpeg2video",
-           "-c:a", "pcm_s24le", auto / "mono51.mxf")                                 # MXF: no channel labels
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51 + ";[0:a]pan=stereo|FL=FL+0.707*FC+0.707*BL|"
-           "FR=FR+0.707*FC+0.707*BR,channelsplit=channel_layout=stereo[Lt][Rt]", "-map", "0:v",
-           *maps(TRACKS_51 + ["[Lt]", "[Rt]"]), "-c:v", "copy", "-c:a", "pcm_s24le", fold / "fold8.mov")
+    make_mono51(src, auto / "mono51.mov")                                             # labelled FL FR mono LFE BL BR
+    make_mono51(src, auto / "mono51.mxf")                                             # MXF: no channel labels
+    make_fold8(src, fold / "fold8.mov")
     ffmpeg("-i", src, "-af", "pan=7.1|FL=FL|FR=FR|FC=FC|LFE=LFE|BL=BL|BR=BR|SL=0.5*BL|SR=0.5*BR",
            "-map", "0:a", "-c:a", "pcm_s24le", auto / "s71.wav")                     # 7.1: FL FR FC LFE BL BR SL SR
     ffmpeg("-i", auto / "s71.wav", "-filter_complex",

@@ -480,7 +480,7 @@ def _start_remux(reel: Reel) -> Future:
         tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
                                                 reel.profile.name, master.language or reel.settings.language)
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
-                             bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
+                             bit_depth=reel.profile.bit_depth, timeout=reel.timeout, timecode=_picture_tc(reel))
         return result, time.perf_counter() - t0
 
     pool = ThreadPoolExecutor(1, thread_name_prefix=f"remux-{job.title}")
@@ -488,6 +488,15 @@ def _start_remux(reel: Reel) -> Future:
         return pool.submit(remux_now)
     finally:
         pool.shutdown(wait=False)
+
+
+def _picture_tc(reel: Reel) -> str | None:
+    """The deliverable's start timecode when --start-tc or --tc-rate moved the outputs' start: the stems' start
+    at the picture's rate (starttc.picture_label); None keeps the source's own."""
+    info, job = reel.probed.info, reel.job
+    if not (job.start_tc or job.tc_rate) or not info.video:
+        return None
+    return starttc.picture_label(reel.start, info.video[0].frame_rate)
 
 
 def _finish_remux(reel: Reel, remuxing: Future) -> None:

@@ -89,9 +89,12 @@ def _audio_streams(src, tracks: list[Track]) -> list:
 
 
 def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path, *,
-          bit_depth: int = 24, timeout: float | None = None) -> RemuxResult:
+          bit_depth: int = 24, timeout: float | None = None, timecode: str | None = None) -> RemuxResult:
     """Write `out_path`: the first video stream of `info.path` copied, then `tracks` in order (`audio_index`
-    picks the container, as deliverable_container)."""
+    picks the container, as deliverable_container). `timecode` ("10:00:00:00", "10:00:00;00" for drop frame)
+    replaces the source's start timecode: ffmpeg's `-timecode` sets the file's `timecode` metadata, which the
+    MOV muxer writes as the tmcd track (counted at the picture's rate, taken before the picture stream's own
+    tag) and the Matroska muxer as its TIMECODE tag; None keeps the source's (ffmpeg copies it)."""
     import time
 
     start = time.perf_counter()
@@ -99,6 +102,8 @@ def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path
     src = tf.input(str(info.path.resolve()))
     streams = [src.video_stream(0)] + _audio_streams(src, tracks)
     options: dict[str, object] = {"c:v": "copy"}
+    if timecode:
+        options["timecode"] = timecode
     for i, t in enumerate(tracks):
         options[f"c:a:{i}"] = "copy" if t.copied else PCM_CODECS[bit_depth]
     metadata: list[tuple[str, str]] = []

@@ -31,7 +31,7 @@ from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
 from pipeline.master import FOLDDOWN, Master, select_master
-from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
+from pipeline.manifest import MANIFEST, KeyParts, Manifest, cache_key, is_complete
 from pipeline.media import MediaInfo
 from pipeline.models import ModelSpec
 from pipeline.naming import NameFields, reel_fields
@@ -180,7 +180,8 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     timed = StageTimer(row, job.title, say)
     try:
         with timed("probe"):
-            probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
+            probed = _probe(job, spec, settings, profile, row)
+            start = _start_timecode(job, probed.info, row)
             names = _name_fields(job, settings, profile, probed, start)
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
@@ -211,22 +212,18 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     row.duration_s, row.sample_rate = info.duration_s, master.sample_rate
     row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
     input_sha = sha256_file(job.path)
-    key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
+    key = cache_key(KeyParts(input_sha, profile.digest, spec.label, settings_digest(settings), __version__,
+                             start_tc=job.start_tc, tc_rate=job.tc_rate, output_tracks=settings.output_tracks))
     return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
 
 
-def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> tuple[Probed, StartTimecode | None]:
+def _start_timecode(job: ReelJob, info: MediaInfo, row: ReportRow) -> StartTimecode | None:
     """Where the reel's outputs start: --start-tc, else the source's start timecode (MediaError when it cannot
-    be read), else 00:00:00:00 at the picture's rate; recorded in the row. --start-tc and --tc-rate change the
-    outputs, so they are part of the cache key."""
-    info = probed.info
+    be read), else 00:00:00:00 at the picture's rate; recorded in the row."""
     start = starttc.reel_start(info.timecode, info.video[0].frame_rate if info.video else None, job.path,
                                start_tc=job.start_tc, tc_rate=job.tc_rate)
     row.start_tc = start.text if start is not None else ""
-    if job.start_tc or job.tc_rate:
-        key = hashlib.sha256(f"{probed.key}|start_tc={job.start_tc}|tc_rate={job.tc_rate}".encode()).hexdigest()
-        probed = dataclasses.replace(probed, key=key)
-    return probed, start
+    return start
 
 
 def _output_rate(profile: Profile, master: Master) -> int:

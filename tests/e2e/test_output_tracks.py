@@ -127,3 +127,30 @@ def test_an_eight_channel_stream_takes_channels_from_both_programs(delivered, tm
         got = decode(deliverable, track, tmp_path)
         assert np.array_equal(got[:, :6], stem(delivered, "fold8i", name))
         assert np.array_equal(got[:, 6:], stem(delivered, "fold8i", name, "LtRt"))
+
+
+def test_the_same_options_resume_and_other_ones_reprocess(delivered):
+    """The cache key holds --output-tracks and --start-tc (pipeline.manifest.KeyParts): the CLI's run made mono51
+    with --output-tracks source, so the same options skip it; --output-tracks interleaved makes it again (the
+    deliverable now one track per stem), and so does a --start-tc, which a second run with it then skips.
+    Last in this module: it rewrites mono51's outputs."""
+    from flows.steps import ReelJob, process_reel
+    from pipeline.config import Settings
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+
+    job = ReelJob(delivered.parent / "auto" / "mono51.mov", "mono51", delivered / "mono51")
+    spec, profile, settings = resolve("dfn3"), load_profile("ebu-r128"), Settings.load()
+    source = dataclasses.replace(settings, output_tracks="source")
+    say = lambda message: None  # noqa: E731
+
+    assert process_reel(job, spec, source, profile, say=say).status == "skipped"
+    row = process_reel(job, spec, settings, profile, say=say)
+    assert row.status == "ok", row.error
+    assert [(n, t) for n, t, _, _ in tracks(Path(row.deliverable))][6:] == [
+        (6, "Delivered mix (ebu-r128)"), (6, "DX dialogue"), (6, "M&E")]
+    assert process_reel(job, spec, settings, profile, say=say).status == "skipped"
+    moved = dataclasses.replace(job, start_tc="10:00:00:00", tc_rate="25")
+    assert process_reel(moved, spec, settings, profile, say=say).status == "ok"
+    assert process_reel(moved, spec, settings, profile, say=say).status == "skipped"
+    assert process_reel(job, spec, settings, profile, say=say).status == "ok"     # back to the source's start

@@ -69,10 +69,11 @@ def _add_run(sub) -> None:
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--me-package", action="store_true",
-                     help="the M&E package for localization: 5.1 and 2.0 M&E, DX (MX, and FX = M&E - MX, where the "
+                     help="the M&E package for localization: M&E in the master's layout and 2.0, DX (MX, and FX = M&E - MX, where the "
                      "model makes them), a mono dialogue guide, the printmaster; listed in the manifest")
     run.add_argument("--stereo-downmix", action="store_true",
-                     help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
+                     help="5.0, 5.1 and 7.1 sources also get ITU-R BS.775 stereo stems, delivered to the same "
+                     "profile")
     run.add_argument("--split-channels", action="store_true",
                      help="each multichannel stem also as discrete mono WAVs, one per channel (REEL1_DX.L.wav; the "
                      "profile's channel_naming), as Netflix asks for 5.1 elements (default: the profile's "
@@ -107,7 +108,7 @@ def _add_serve(sub) -> None:
                      ("--workers", dict(type=int, default=1, help="files processed at once (default 1)")),
                      ("--stream", dict(type=int, default=0, help="which audio stream (default 0)")),
                      ("--dask", dict(default=None, metavar="local|ADDRESS", help="run the files on Dask workers")),
-                     ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems")),
+                     ("--stereo-downmix", dict(action="store_true", help="5.0, 5.1 and 7.1 sources also get stereo stems")),
                      ("--output-tracks", dict(choices=("source", "interleaved"), default=None,
                                               help=OUTPUT_TRACKS_HELP))):
         serve.add_argument(flag, **kw)

@@ -232,8 +232,9 @@ def _output_rate(profile: Profile, master: Master) -> int:
 
 
 def _makes_stereo(settings: Settings, layout: Layout) -> bool:
-    """Whether a reel also gets BS.775 stereo stems: asked for, or the M&E package's 2.0 M&E; from 5.1 only."""
-    return (settings.stereo_downmix or settings.me_package) and layout.name == "5.1"
+    """Whether a reel also gets BS.775 stereo stems: asked for, or the M&E package's 2.0 M&E; from 5.0, 5.1 and
+    7.1 (downmix.FOLDS)."""
+    return (settings.stereo_downmix or settings.me_package) and layout.name in downmix.FOLDS
 
 
 def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Probed,
@@ -381,11 +382,12 @@ def _write_guide(reel: Reel) -> None:
 
 
 def _write_stereo(reel: Reel) -> None:
-    """Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to the same
-    spec again (one gain and limiter for all), in OUT/<title>/stereo/."""
+    """Stereo deliverables on request: the delivered 5.0 / 5.1 / 7.1 stems downmixed (ITU-R BS.775,
+    pipeline/downmix.py), then taken to the same spec again (one gain and limiter for all), in OUT/<title>/stereo/."""
     readers = {name: WavReader(path) for name, path in reel.wavs.items()}
     try:
-        stereo = {name: Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
+        gains = downmix.stereo_gains(reel.probed.layout)
+        stereo = {name: Mapped(r, lambda block: block @ gains, 2) for name, r in readers.items()}
         again = deliver.deliver_stream(stereo, _delivery(reel, "stereo"), _wav_writers(reel, "stereo", "stereo"))
     finally:
         for r in readers.values():

@@ -123,7 +123,7 @@ class Settings:
     stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
     cleanup: str = "auto"            # auto | noisereduce | dfn3 | none (auto: see cleanup.resolve_method)
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
-    stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
+    stereo_downmix: bool = False     # 5.0/5.1/7.1 sources also get BS.775 stereo stems (OUT/<title>/stereo/)
     me_package: bool = False         # the M&E package: 2.0 M&E, FX = M&E − MX, a dialogue guide (pipeline/package.py)
     tracks: tuple[str, ...] | None = None   # track map: a label per audio channel of the file (pipeline/master.py)
     output_tracks: str = "interleaved"      # the deliverable's track structure: interleaved | source (deliverable.py)

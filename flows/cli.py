@@ -69,8 +69,9 @@ def _add_run(sub) -> None:
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--me-package", action="store_true",
-                     help="the M&E package for localization: M&E in the master's layout and 2.0, DX (MX, and FX = M&E - MX, where the "
-                     "model makes them), a mono dialogue guide, the printmaster; listed in the manifest")
+                     help="the M&E package for localization: M&E in the master's layout and in 2.0, DX (MX, and FX = "
+                     "M&E - MX, where the model makes them), a mono dialogue guide, the printmaster; listed in the "
+                     "manifest")
     run.add_argument("--stereo-downmix", action="store_true",
                      help="5.0, 5.1 and 7.1 sources also get ITU-R BS.775 stereo stems, delivered to the same "
                      "profile")

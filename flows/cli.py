@@ -109,7 +109,8 @@ def _add_serve(sub) -> None:
                      ("--workers", dict(type=int, default=1, help="files processed at once (default 1)")),
                      ("--stream", dict(type=int, default=0, help="which audio stream (default 0)")),
                      ("--dask", dict(default=None, metavar="local|ADDRESS", help="run the files on Dask workers")),
-                     ("--stereo-downmix", dict(action="store_true", help="5.0, 5.1 and 7.1 sources also get stereo stems")),
+                     ("--stereo-downmix", dict(action="store_true",
+                                               help="5.0, 5.1 and 7.1 sources also get stereo stems")),
                      ("--output-tracks", dict(choices=("source", "interleaved"), default=None,
                                               help=OUTPUT_TRACKS_HELP))):
         serve.add_argument(flag, **kw)

@@ -24,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, audio, cleanup, deliver, deliverable, discrete, downmix, media, package, qc, remux, spotting,
-                      starttc, vad)
+from pipeline import (__version__, audio, cleanup, deliver, deliverable, discrete, downmix, media, package, qc, remux,
+                      spotting, starttc, vad)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout

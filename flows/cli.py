@@ -32,6 +32,10 @@ TRAIN_CONFIG_OPTIONS = (
     ("--checkpoint-every", "checkpoint_every", dict(type=int, help="steps between checkpoints (default 100)")),
 )
 
+OUTPUT_TRACKS_HELP = ("the deliverable's audio tracks: interleaved (each stem one track in the master's layout) or "
+                      "source (each stem in the master's own track structure: six mono tracks give each stem as six "
+                      "mono tracks, labelled 'DX C'; the config's output_tracks, default interleaved)")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reelsplit", description="Split film reels into dialogue (DX) and M&E stems, "
@@ -61,13 +65,16 @@ def _add_run(sub) -> None:
                      help="name every audio channel of the files, in order, e.g. L,R,C,LFE,Ls,Rs,Lt,Rt (5.1 as six "
                      "mono tracks + a stereo fold-down) or L,C,R,Ls,Rs,LFE (film order); - for an unused track "
                      "(default: the config's tracks:, else ffprobe's channel labels or the track count)")
+    run.add_argument("--output-tracks", choices=("source", "interleaved"), default=None, help=OUTPUT_TRACKS_HELP)
     run.add_argument("--force", action="store_true", help="reprocess files whose outputs are already current")
     run.add_argument("--strict", action="store_true", help="exit 1 also when a delivered file fails QC")
     run.add_argument("--me-package", action="store_true",
-                     help="the M&E package for localization: 5.1 and 2.0 M&E, DX (MX, and FX = M&E - MX, where the "
-                     "model makes them), a mono dialogue guide, the printmaster; listed in the manifest")
+                     help="the M&E package for localization: M&E in the master's layout and in 2.0, DX (MX, and FX = "
+                     "M&E - MX, where the model makes them), a mono dialogue guide, the printmaster; listed in the "
+                     "manifest")
     run.add_argument("--stereo-downmix", action="store_true",
-                     help="5.1 sources also get ITU-R BS.775 stereo stems, delivered to the same profile")
+                     help="5.0, 5.1 and 7.1 sources also get ITU-R BS.775 stereo stems, delivered to the same "
+                     "profile")
     run.add_argument("--split-channels", action="store_true",
                      help="each multichannel stem also as discrete mono WAVs, one per channel (REEL1_DX.L.wav; the "
                      "profile's channel_naming), as Netflix asks for 5.1 elements (default: the profile's "
@@ -102,7 +109,10 @@ def _add_serve(sub) -> None:
                      ("--workers", dict(type=int, default=1, help="files processed at once (default 1)")),
                      ("--stream", dict(type=int, default=0, help="which audio stream (default 0)")),
                      ("--dask", dict(default=None, metavar="local|ADDRESS", help="run the files on Dask workers")),
-                     ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems"))):
+                     ("--stereo-downmix", dict(action="store_true",
+                                               help="5.0, 5.1 and 7.1 sources also get stereo stems")),
+                     ("--output-tracks", dict(choices=("source", "interleaved"), default=None,
+                                              help=OUTPUT_TRACKS_HELP))):
         serve.add_argument(flag, **kw)
 
 
@@ -286,7 +296,8 @@ def cmd_demo_reel(args) -> int:
 
 
 def _run_settings(args):
-    """The config's settings with the command line's --stereo-downmix, --tracks and --device on top."""
+    """The config's settings with the command line's --stereo-downmix, --me-package, --tracks, --output-tracks
+    and --device on top."""
     from pipeline.config import Settings, parse_tracks
 
     settings = Settings.load(args.config)
@@ -296,6 +307,8 @@ def _run_settings(args):
         settings = dataclasses.replace(settings, me_package=True)
     if args.tracks:
         settings = dataclasses.replace(settings, tracks=parse_tracks(args.tracks, "--tracks"))
+    if args.output_tracks:
+        settings = dataclasses.replace(settings, output_tracks=args.output_tracks)
     if args.device:
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))
@@ -388,7 +401,7 @@ def cmd_serve(args) -> int:
     from . import deploy, serve
 
     options = serve.DropOptions(workers=args.workers, dask=args.dask, stream=args.stream,
-                                stereo_downmix=args.stereo_downmix)
+                                stereo_downmix=args.stereo_downmix, output_tracks=args.output_tracks)
     params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
                               options=options)
     zone = args.timezone or serve.local_timezone()

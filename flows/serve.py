@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
-from pipeline.config import Settings
+from pipeline.config import OUTPUT_TRACKS, Settings, check_choice
 from pipeline.errors import ConfigError
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
@@ -43,7 +43,8 @@ class FilesFailed(RuntimeError):
 class DropOptions:
     """How each scheduled run goes: `workers` files at once, `dask` a Dask scheduler address (or "local"),
     `stream` which audio stream of each file, `stereo_downmix` stereo stems of 5.1 sources too, `start_tc` a
-    start timecode for every file instead of its own, `tc_rate` the timecode rate of files without one."""
+    start timecode for every file instead of its own, `tc_rate` the timecode rate of files without one,
+    `output_tracks` the deliverable's track structure (None: the config's)."""
 
     workers: int = 1
     dask: str | None = None
@@ -51,6 +52,7 @@ class DropOptions:
     stereo_downmix: bool = False
     start_tc: str | None = None
     tc_rate: str | None = None
+    output_tracks: str | None = None
 
 
 @flow(name="reelsplit-drop-folder")
@@ -63,6 +65,9 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     check_options(options.start_tc, options.tc_rate)
     if options.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
+    if options.output_tracks:
+        settings = dataclasses.replace(settings, output_tracks=check_choice(
+            options.output_tracks, OUTPUT_TRACKS, "output_tracks", "reelsplit serve"))
     spec, delivery = resolve(model or settings.separation.model), load_profile(profile)
     out_dir = Path(out)
     log = add_file_log(out_dir / "reports" / "reelsplit.log")

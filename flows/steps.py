@@ -24,15 +24,15 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, audio, cleanup, deliver, discrete, downmix, media, package, qc, remux, spotting,
-                      starttc, vad)
+from pipeline import (__version__, audio, cleanup, deliver, deliverable, discrete, downmix, media, package, qc, remux,
+                      spotting, starttc, vad)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
-from pipeline.master import Master, select_master
-from pipeline.manifest import MANIFEST, Manifest, cache_key, is_complete
-from pipeline.media import AudioStream, MediaInfo
+from pipeline.master import FOLDDOWN, Master, select_master
+from pipeline.manifest import MANIFEST, KeyParts, Manifest, cache_key, is_complete
+from pipeline.media import MediaInfo
 from pipeline.models import ModelSpec
 from pipeline.naming import NameFields, reel_fields
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
@@ -180,7 +180,8 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     timed = StageTimer(row, job.title, say)
     try:
         with timed("probe"):
-            probed, start = _start_timecode(job, _probe(job, spec, settings, profile, row), row)
+            probed = _probe(job, spec, settings, profile, row)
+            start = _start_timecode(job, probed.info, row)
             names = _name_fields(job, settings, profile, probed, start)
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
@@ -211,22 +212,18 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     row.duration_s, row.sample_rate = info.duration_s, master.sample_rate
     row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
     input_sha = sha256_file(job.path)
-    key = cache_key(input_sha, profile.digest, spec.label, settings_digest(settings), __version__)
+    key = cache_key(KeyParts(input_sha, profile.digest, spec.label, settings_digest(settings), __version__,
+                             start_tc=job.start_tc, tc_rate=job.tc_rate, output_tracks=settings.output_tracks))
     return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
 
 
-def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> tuple[Probed, StartTimecode | None]:
+def _start_timecode(job: ReelJob, info: MediaInfo, row: ReportRow) -> StartTimecode | None:
     """Where the reel's outputs start: --start-tc, else the source's start timecode (MediaError when it cannot
-    be read), else 00:00:00:00 at the picture's rate; recorded in the row. --start-tc and --tc-rate change the
-    outputs, so they are part of the cache key."""
-    info = probed.info
+    be read), else 00:00:00:00 at the picture's rate; recorded in the row."""
     start = starttc.reel_start(info.timecode, info.video[0].frame_rate if info.video else None, job.path,
                                start_tc=job.start_tc, tc_rate=job.tc_rate)
     row.start_tc = start.text if start is not None else ""
-    if job.start_tc or job.tc_rate:
-        key = hashlib.sha256(f"{probed.key}|start_tc={job.start_tc}|tc_rate={job.tc_rate}".encode()).hexdigest()
-        probed = dataclasses.replace(probed, key=key)
-    return probed, start
+    return start
 
 
 def _output_rate(profile: Profile, master: Master) -> int:
@@ -235,8 +232,9 @@ def _output_rate(profile: Profile, master: Master) -> int:
 
 
 def _makes_stereo(settings: Settings, layout: Layout) -> bool:
-    """Whether a reel also gets BS.775 stereo stems: asked for, or the M&E package's 2.0 M&E; from 5.1 only."""
-    return (settings.stereo_downmix or settings.me_package) and layout.name == "5.1"
+    """Whether a reel also gets BS.775 stereo stems: asked for, or the M&E package's 2.0 M&E; from 5.0, 5.1 and
+    7.1 (downmix.FOLDS)."""
+    return (settings.stereo_downmix or settings.me_package) and layout.name in downmix.FOLDS
 
 
 def _name_fields(job: ReelJob, settings: Settings, profile: Profile, probed: Probed,
@@ -384,11 +382,12 @@ def _write_guide(reel: Reel) -> None:
 
 
 def _write_stereo(reel: Reel) -> None:
-    """Stereo deliverables on request: the delivered 5.1 stems downmixed (ITU-R BS.775), then taken to the same
-    spec again (one gain and limiter for all), in OUT/<title>/stereo/."""
+    """Stereo deliverables on request: the delivered 5.0 / 5.1 / 7.1 stems downmixed (ITU-R BS.775,
+    pipeline/downmix.py), then taken to the same spec again (one gain and limiter for all), in OUT/<title>/stereo/."""
     readers = {name: WavReader(path) for name, path in reel.wavs.items()}
     try:
-        stereo = {name: Mapped(r, downmix.itu_downmix, 2) for name, r in readers.items()}
+        gains = downmix.stereo_gains(reel.probed.layout)
+        stereo = {name: Mapped(r, lambda block: block @ gains, 2) for name, r in readers.items()}
         again = deliver.deliver_stream(stereo, _delivery(reel, "stereo"), _wav_writers(reel, "stereo", "stereo"))
     finally:
         for r in readers.values():
@@ -455,37 +454,17 @@ def _spotting(reel: Reel) -> None:
         reel.outputs.append(path)
 
 
-def deliverable_tracks(wavs: dict[str, Path], profile: Profile, language: str, info: MediaInfo,
-                       master: Master) -> list[remux.Track]:
-    """Audio tracks of the deliverable: the master's own tracks (copied untouched; a fold-down's after them),
-    delivered mix, DX, M&E, then MX and FX if made, then the fold-down's delivered mix, DX and M&E, then every
-    other audio track of the source, copied (a deliverable never drops a track)."""
-    programs = [(master, master.layout.labels, "")]
+def programs(wavs: dict[str, Path], master: Master) -> list[deliverable.Program]:
+    """The separated programs of a master with their delivered stems: the master, and its Lt/Rt fold-down (its
+    stems under FOLDDOWN_DIR/ in `wavs`)."""
+    found = [deliverable.Program(master, master.layout.labels, master.layout.ffmpeg_channels,
+                                 {k: v for k, v in wavs.items() if "/" not in k})]
     if master.folddown is not None:
-        programs.append((master.folddown, ("Lt", "Rt"), f"{FOLDDOWN_DIR}/"))
-    tracks, used = [], set()
-    for program, labels, _ in programs:
-        used |= {s.audio_index for s in program.streams}
-        tracks += [remux.Track(None, _original_title(program, s, labels), s.language or language, s.audio_index)
-                   for s in program.streams]
-    for _, _, prefix in programs:
-        what = "Lt/Rt " if prefix else ""
-        tracks += [remux.Track(wavs[f"{prefix}MIX"], f"{what}Delivered mix ({profile.name})", language),
-                   remux.Track(wavs[f"{prefix}DX"], f"{what}DX dialogue", language),
-                   remux.Track(wavs[f"{prefix}ME"], f"{what}M&E", "zxx")]
-        tracks += [remux.Track(wavs[f"{prefix}{k}"], f"{what}{title}", "zxx")
-                   for k, title in (("MX", "MX music"), ("FX", "FX effects")) if f"{prefix}{k}" in wavs]
-    return tracks + [remux.Track(None, f"Original track a:{s.audio_index} (not processed)",
-                                 s.language or language, s.audio_index)
-                     for s in info.audio if s.audio_index not in used]
-
-
-def _original_title(master: Master, stream: AudioStream, labels: tuple[str, ...]) -> str:
-    """"Original mix" for a master that is one stream; "Original L (a:0)" for one track of assembled ones."""
-    if master.single is not None and not master.folddown and labels == master.layout.labels:
-        return "Original mix"
-    names = [labels[j] for j, (s, _) in enumerate(master.channels_from) if s.audio_index == stream.audio_index]
-    return f"Original {' '.join(names)} (a:{stream.audio_index})"
+        prefix = f"{FOLDDOWN_DIR}/"
+        found.append(deliverable.Program(master.folddown, FOLDDOWN, deliverable.FOLDDOWN_NAMES,
+                                         {k[len(prefix):]: v for k, v in wavs.items() if k.startswith(prefix)},
+                                         "Lt/Rt "))
+    return found
 
 
 def _start_remux(reel: Reel) -> Future:
@@ -497,10 +476,10 @@ def _start_remux(reel: Reel) -> Future:
         t0 = time.perf_counter()
         first = master.first.audio_index
         _, suffix = remux.deliverable_container(info, first)
-        tracks = deliverable_tracks(reel.wavs, reel.profile, master.language or reel.settings.language, info,
-                                    master)
+        tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
+                                                reel.profile.name, master.language or reel.settings.language)
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
-                             bit_depth=reel.profile.bit_depth, timeout=reel.timeout)
+                             bit_depth=reel.profile.bit_depth, timeout=reel.timeout, timecode=_picture_tc(reel))
         return result, time.perf_counter() - t0
 
     pool = ThreadPoolExecutor(1, thread_name_prefix=f"remux-{job.title}")
@@ -508,6 +487,15 @@ def _start_remux(reel: Reel) -> Future:
         return pool.submit(remux_now)
     finally:
         pool.shutdown(wait=False)
+
+
+def _picture_tc(reel: Reel) -> str | None:
+    """The deliverable's start timecode when --start-tc or --tc-rate moved the outputs' start: the stems' start
+    at the picture's rate (starttc.picture_label); None keeps the source's own."""
+    info, job = reel.probed.info, reel.job
+    if not (job.start_tc or job.tc_rate) or not info.video:
+        return None
+    return starttc.picture_label(reel.start, info.video[0].frame_rate)
 
 
 def _finish_remux(reel: Reel, remuxing: Future) -> None:

@@ -26,6 +26,7 @@ DEFAULT_STEM_MAP: dict[str, str] = {
     "drums": "ME", "bass": "ME", "other": "ME", "guitar": "ME", "piano": "ME",
 }
 STEM_TARGETS = ("DX", "MX", "FX", "ME")
+OUTPUT_TRACKS = ("interleaved", "source")   # the deliverable's track structures (pipeline/deliverable.py)
 
 
 def check_range(value: Any, lo: float, hi: float, key: str, source: str | Path = "config") -> float:
@@ -122,14 +123,15 @@ class Settings:
     stem_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STEM_MAP))
     cleanup: str = "auto"            # auto | noisereduce | dfn3 | none (auto: see cleanup.resolve_method)
     language: str = "und"            # ISO 639-2 code for the mix and DX tracks; M&E is tagged "zxx"
-    stereo_downmix: bool = False     # 5.1 sources also get ITU-R BS.775 stereo stems (OUT/<title>/stereo/)
+    stereo_downmix: bool = False     # 5.0/5.1/7.1 sources also get BS.775 stereo stems (OUT/<title>/stereo/)
     me_package: bool = False         # the M&E package: 2.0 M&E, FX = M&E − MX, a dialogue guide (pipeline/package.py)
     tracks: tuple[str, ...] | None = None   # track map: a label per audio channel of the file (pipeline/master.py)
+    output_tracks: str = "interleaved"      # the deliverable's track structure: interleaved | source (deliverable.py)
 
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
-        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks", "me_package"},
-                   "", source)
+        check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks", "me_package",
+                          "output_tracks"}, "", source)
         sep = check_mapping(data.get("separation"), "separation", source)
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
@@ -160,6 +162,8 @@ class Settings:
             stereo_downmix=check_choice(data.get("stereo_downmix", False), (True, False), "stereo_downmix", source),
             tracks=parse_tracks(data.get("tracks"), source),
             me_package=check_choice(data.get("me_package", False), (True, False), "me_package", source),
+            output_tracks=check_choice(data.get("output_tracks", "interleaved"), OUTPUT_TRACKS, "output_tracks",
+                                       source),
         )
 
     @staticmethod

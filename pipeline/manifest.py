@@ -1,7 +1,8 @@
 """Per-title manifests: written last, they say an output folder is complete and what made it.
 
 A re-run skips a file whose manifest has the same cache key (input content hash + profile + model +
-settings + code version) and whose listed outputs are all present with their recorded sizes.
+settings + code version + the run's output options: `KeyParts`) and whose listed outputs are all present with
+their recorded sizes.
 """
 from __future__ import annotations
 
@@ -15,9 +16,27 @@ from .outputs import sha256_file, write_text_atomic
 MANIFEST = "manifest.json"
 
 
-def cache_key(input_sha256: str, profile_digest: str, model: str, settings_digest: str, code_version: str) -> str:
-    parts = "|".join([input_sha256, profile_digest, model, settings_digest, code_version])
-    return hashlib.sha256(parts.encode()).hexdigest()
+@dataclass(frozen=True)
+class KeyParts:
+    """Everything a title's outputs depend on: the input's content, the profile (every field), the model, the
+    settings, the code version, and the run's options that change what is written: the start timecode and its
+    rate (--start-tc, --tc-rate: every stem's bext, the lists, the deliverable's timecode) and the deliverable's
+    track structure (--output-tracks)."""
+
+    input_sha256: str
+    profile_digest: str
+    model: str
+    settings_digest: str
+    code_version: str
+    start_tc: str | None = None
+    tc_rate: str | None = None
+    output_tracks: str = "interleaved"
+
+
+def cache_key(parts: KeyParts) -> str:
+    """The SHA-256 of `parts`: a title whose manifest has it is current; any part changed, it is made again."""
+    text = "|".join(f"{name}={'' if value is None else value}" for name, value in asdict(parts).items())
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

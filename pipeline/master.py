@@ -3,15 +3,16 @@ layout by the channel labels ffprobe reports, by the track count, or by a track 
 
 A master whose tracks cannot be placed with certainty (8 unlabelled mono tracks: 7.1 or 5.1 + Lt/Rt?) is a
 MediaError naming the choices: a track is never processed alone while the others are dropped. Tracks the map
-names `Lt`/`Rt` (a stereo fold-down beside a surround master) are a second program, separated on its own;
-tracks named `-` (unused) are not processed, and the deliverable still carries them.
+names `Lt`/`Rt` (a stereo fold-down beside a surround master) are a second program, separated on its own, and so
+is the 2-channel stream of a file with one surround and one 2-channel stream (5.1 + 2.0); tracks named `-`
+(unused) are not processed, and the deliverable still carries them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .errors import MediaError
-from .layout import LABELS, LAYOUTS, Layout, by_channel_set, get_layout, positions, supported
+from .layout import LABELS, LAYOUTS, Layout, by_channel_set, find_layout, get_layout, positions, supported
 from .media import AudioStream, MediaInfo
 
 UNUSED = "-"            # a track-map entry for a track that is not processed
@@ -99,8 +100,31 @@ def select_master(info: MediaInfo, n: int = 0, tracks: tuple[str, ...] | None = 
     mono = info.mono_tracks()
     if len(mono) >= 2:
         return _assembled(info, mono)
+    paired = _surround_and_folddown(info) if n == 0 else None
+    if paired is not None:
+        return paired
     stream = info.audio_stream(n)
     return Master(check_layout(stream, info.path), tuple((stream, c) for c in range(stream.channels)))
+
+
+def _surround_and_folddown(info: MediaInfo) -> Master | None:
+    """Two streams, a surround one (5.0, 5.1, 7.1) and a 2-channel one, in either order: the surround program and
+    its stereo fold-down (Lt/Rt), each separated, as the track map L,R,C,LFE,Ls,Rs,Lt,Rt reads them, when they
+    share a rate and a length. None for any other file. The other reading (the 2-channel stream is no fold-down)
+    is a track map: L,R,C,LFE,Ls,Rs,-,-."""
+    if len(info.audio) != 2:
+        return None
+    pair = sorted(info.audio, key=lambda s: s.channels)
+    two, surround = pair
+    layout = find_layout(surround.layout, surround.channels)
+    if two.channels != 2 or layout is None or layout.channels <= 2:
+        return None
+    try:
+        _check_alike(info, pair)
+    except MediaError:          # another rate or length: no fold-down of this master; the surround alone, as before
+        return None
+    return Master(layout, tuple((surround, c) for c in range(surround.channels)),
+                  folddown=Master(LAYOUTS["stereo"], ((two, 0), (two, 1))))
 
 
 def _check_alike(info: MediaInfo, streams) -> None:

@@ -2,9 +2,10 @@
 master's layout and in 2.0, DX (and MX and FX where the model makes them, FX then being M&E − MX so that
 DX + MX + FX is the printmaster), and a dialogue guide: a mono fold-down of DX for the dubbing stage.
 
-`guide_gains(layout)` gives the fold-down: ITU-R BS.775's stereo downmix (C and the surrounds at −3 dB) summed
-to mono at −6 dB, so a centred line keeps its level (C at −3 dB) and L/R dialogue reads as their mean; the LFE is
-left out. `roles(...)` names each file of the package for the manifest.
+`guide_gains(layout)` gives the fold-down: the stereo downmix of pipeline/downmix.py (ITU-R BS.775: C and the
+surrounds at −3 dB; a 7.1's side and rear surrounds at −6 dB) summed to mono at −6 dB, so a centred line keeps its
+level (C at −3 dB) and L/R dialogue reads as their mean; the LFE is left out. `roles(...)` names each file of the
+package for the manifest.
 """
 from __future__ import annotations
 
@@ -12,19 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .downmix import CENTRE_GAIN, SURROUND_GAIN
+from .downmix import FOLDS, stereo_gains
 from .layout import Layout
 
 GUIDE_PEAK_DBFS = -1.0   # the guide is scaled down (never up) so its sample peak stays under this
-_WEIGHT = {"L": 0.5, "R": 0.5, "C": CENTRE_GAIN, "LFE": 0.0}   # half of BS.775's Lo + Ro; others: surrounds
-_SURROUND = 0.5 * SURROUND_GAIN
 
 
 def guide_gains(layout: Layout) -> np.ndarray:
-    """(channels,) float32 weights of the mono dialogue guide in `layout`'s channel order (mono: 1)."""
+    """(channels,) float32 weights of the mono dialogue guide in `layout`'s channel order: half of Lo + Ro (mono:
+    1, stereo: 0.5 each)."""
     if layout.channels == 1:
         return np.ones(1, np.float32)
-    return np.array([_WEIGHT.get(label, _SURROUND) for label in layout.labels], np.float32)
+    if layout.name not in FOLDS:
+        return np.full(layout.channels, 0.5, np.float32)     # stereo
+    return (0.5 * stereo_gains(layout).sum(axis=1)).astype(np.float32)
 
 
 def roles(wavs: dict[str, Path], guide: Path | None, layout: Layout) -> dict[str, Path]:

@@ -1,8 +1,9 @@
 """Deliverable assembly: the picture copied untouched plus labelled audio tracks, muxed by ffmpeg.
 
-Track order: 1 = original mix (stream-copied, untouched), 2 = delivered mix, 3 = DX, 4 = M&E, then MX and
-FX when the model made them, then the source's other audio tracks, stream-copied (none is ever dropped). MOV drops a per-track `title`, so every track also gets `handler_name`, which
-MOV keeps (and Matroska keeps `title`). M&E carries ISO 639-2 `zxx` ("no linguistic content").
+Which tracks, in which order, is pipeline/deliverable.py's. A track is a source audio stream (stream-copied,
+untouched), a delivered broadcast WAV, or channels picked from delivered WAVs (ffmpeg's `join` filter: the
+channels are moved, not mixed, so the samples are the WAVs' own). MOV drops a per-track `title`, so every track
+also gets `handler_name`, which MOV keeps (and Matroska keeps `title`).
 """
 from __future__ import annotations
 
@@ -27,10 +28,17 @@ MOV_AUDIO = {"aac", "alac", "mp3", "ac3", "eac3", "pcm_s16le", "pcm_s16be", "pcm
 
 @dataclass(frozen=True)
 class Track:
-    wav: Path | None     # None = an audio stream of the source, copied untouched
+    wav: Path | None     # a delivered WAV, whole; None = a source stream copied (or picked channels)
     title: str
     language: str
     source: int = 0      # which source audio stream (`a:N`) a copied track is
+    picks: tuple[tuple[Path, int], ...] = ()   # (delivered WAV, channel) per channel of the track, in order
+    layout: str = ""     # ffmpeg channel layout of picked channels: their names joined by "+", e.g. "FC", "FL+DL"
+
+    @property
+    def copied(self) -> bool:
+        """A source stream, stream-copied."""
+        return self.wav is None and not self.picks
 
 
 @dataclass(frozen=True)
@@ -57,23 +65,47 @@ def deliverable_container(info: MediaInfo, audio_index: int = 0) -> tuple[str, s
     return MOV if mov_ok else MKV
 
 
+def _audio_streams(src, tracks: list[Track]) -> list:
+    """typed-ffmpeg streams of `tracks`: a source stream, a WAV's audio (each WAV one input, however many tracks
+    read it), or picked channels joined: `join=inputs=N:channel_layout=FL+FR:map=0.0-FL|1.1-FR`."""
+    inputs: dict[Path, object] = {}
+
+    def audio(path: Path):
+        return inputs.setdefault(path, tf.input(str(path.resolve()))).audio
+
+    streams = []
+    for t in tracks:
+        if t.copied:
+            streams.append(src.audio_stream(t.source))
+        elif not t.picks:
+            streams.append(audio(t.wav))
+        else:
+            wavs = list(dict.fromkeys(path for path, _ in t.picks))
+            names = t.layout.split("+")
+            mapping = "|".join(f"{wavs.index(path)}.{c}-{name}" for (path, c), name in zip(t.picks, names))
+            streams.append(tf.filters.join(*(audio(w) for w in wavs), inputs=len(wavs), channel_layout=t.layout,
+                                           map=mapping))
+    return streams
+
+
 def remux(info: MediaInfo, audio_index: int, tracks: list[Track], out_path: Path, *,
-          bit_depth: int = 24, timeout: float | None = None) -> RemuxResult:
+          bit_depth: int = 24, timeout: float | None = None, timecode: str | None = None) -> RemuxResult:
     """Write `out_path`: the first video stream of `info.path` copied, then `tracks` in order (`audio_index`
-    picks the container, as deliverable_container)."""
+    picks the container, as deliverable_container). `timecode` ("10:00:00:00", "10:00:00;00" for drop frame)
+    replaces the source's start timecode: ffmpeg's `-timecode` sets the file's `timecode` metadata, which the
+    MOV muxer writes as the tmcd track (counted at the picture's rate, taken before the picture stream's own
+    tag) and the Matroska muxer as its TIMECODE tag; None keeps the source's (ffmpeg copies it)."""
     import time
 
     start = time.perf_counter()
     muxer, _ = deliverable_container(info, audio_index)
     src = tf.input(str(info.path.resolve()))
-    streams = [src.video_stream(0)]
-    wav_inputs = [tf.input(str(t.wav.resolve())) for t in tracks if t.wav is not None]
-    wav_iter = iter(wav_inputs)
-    for t in tracks:
-        streams.append(src.audio_stream(t.source) if t.wav is None else next(wav_iter).audio)
+    streams = [src.video_stream(0)] + _audio_streams(src, tracks)
     options: dict[str, object] = {"c:v": "copy"}
+    if timecode:
+        options["timecode"] = timecode
     for i, t in enumerate(tracks):
-        options[f"c:a:{i}"] = "copy" if t.wav is None else PCM_CODECS[bit_depth]
+        options[f"c:a:{i}"] = "copy" if t.copied else PCM_CODECS[bit_depth]
     metadata: list[tuple[str, str]] = []
     for i, t in enumerate(tracks):
         metadata += [(f"-metadata:s:a:{i}", f"title={t.title}"),

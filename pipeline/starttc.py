@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import ConfigError, MediaError
-from .timecode import Rate, StartTimecode, label_fields, timecode_rate
+from .timecode import Rate, StartTimecode, frame_label, frames, label_fields, timecode_rate
 
 HINT = "give --start-tc (and --tc-rate) to set the start yourself"
 
@@ -168,3 +168,16 @@ def reel_start(found: SourceTimecode | None, picture: Fraction | None, path: Pat
         return StartTimecode.from_label(label, fps)
     except ValueError as exc:
         raise MediaError(f"{what}: {exc}", path) from None
+
+
+def picture_label(start: StartTimecode | None, picture: Fraction | None) -> str | None:
+    """The timecode a picture at `picture` fps starts at so that it lines up with `start` (the stems' start):
+    `start`'s own label when it counts at the picture's rate (its drop-frame flag kept), else the label of the
+    picture frame holding `start` (--start-tc 10:00:00:00 --tc-rate 25 on a 23.976 picture: 09:59:24:00, the
+    same instant). None without a start, a picture or a SMPTE picture rate."""
+    rate = _smpte(picture)
+    if start is None or rate is None:
+        return None
+    if start.rate is not None and start.rate.fps == rate.fps:
+        return start.label
+    return frame_label(frames(start.seconds, rate), rate)

@@ -1,5 +1,6 @@
 """Masters as post houses deliver them (issue 14): 5.1 as six mono tracks (labelled MOV, unlabelled MXF), 5.1 +
-Lt/Rt as eight mono tracks with a track map, 7.1 interleaved and as eight mono tracks in SMPTE film order.
+Lt/Rt as eight mono tracks with a track map, a 5.1 stream + its 2.0 Lt/Rt stream (auto-detected), 7.1 interleaved
+and as eight mono tracks in SMPTE film order.
 
 Each is made from one interleaved master with ffmpeg (the same samples, split into tracks), so the assembled
 master must give the interleaved one's stems sample for sample; the deliverable's track count, order and labels
@@ -23,6 +24,7 @@ SECONDS = 8
 CORR_FOLDDOWN_DX = 0.9    # the fold-down's DX against the 5.1 DX's centre: measured 0.932 on both sides
 SPLIT_51 = "[0:a]channelsplit=channel_layout=5.1[L][R][C][LFE][Ls][Rs]"
 TRACKS_51 = ["[L]", "[R]", "[C]", "[LFE]", "[Ls]", "[Rs]"]
+FOLD_LTRT = "[0:a]pan=stereo|FL=FL+0.707*FC+0.707*BL|FR=FR+0.707*FC+0.707*BR"    # BS.775 Lo/Ro as the Lt/Rt
 
 
 def ffmpeg(*args) -> None:
@@ -32,6 +34,21 @@ def ffmpeg(*args) -> None:
 
 def maps(labels) -> list[str]:
     return [a for label in labels for a in ("-map", label)]
+
+
+def make_mono51(src: Path, path: Path) -> Path:
+    """The 5.1 of `src` as six mono tracks (L R C LFE Ls Rs), the picture copied (MPEG-2 in an MXF)."""
+    video = ["-c:v", "mpeg2video"] if path.suffix == ".mxf" else ["-c:v", "copy"]
+    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), *video, "-c:a", "pcm_s24le",
+           path)
+    return path
+
+
+def make_fold8(src: Path, path: Path) -> Path:
+    """The 5.1 of `src` as six mono tracks and its BS.775 Lt/Rt fold-down as two more: eight mono tracks."""
+    ffmpeg("-i", src, "-filter_complex", SPLIT_51 + ";" + FOLD_LTRT + ",channelsplit=channel_layout=stereo[Lt][Rt]",
+           "-map", "0:v", *maps(TRACKS_51 + ["[Lt]", "[Rt]"]), "-c:v", "copy", "-c:a", "pcm_s24le", path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +65,11 @@ def masters(harness, tmp_path_factory):
     for d in (auto, fold, film):
         d.mkdir()
     src = make_demo_reel(auto / "src51.mov", seconds=SECONDS, layout="5.1", seed=4).path
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), "-c:v", "copy",
-           "-c:a", "pcm_s24le", auto / "mono51.mov")                                 # labelled FL FR mono LFE BL BR
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51, "-map", "0:v", *maps(TRACKS_51), "-c:v", "mpeg2video",
-           "-c:a", "pcm_s24le", auto / "mono51.mxf")                                 # MXF: no channel labels
-    ffmpeg("-i", src, "-filter_complex", SPLIT_51 + ";[0:a]pan=stereo|FL=FL+0.707*FC+0.707*BL|"
-           "FR=FR+0.707*FC+0.707*BR,channelsplit=channel_layout=stereo[Lt][Rt]", "-map", "0:v",
-           *maps(TRACKS_51 + ["[Lt]", "[Rt]"]), "-c:v", "copy", "-c:a", "pcm_s24le", fold / "fold8.mov")
+    make_mono51(src, auto / "mono51.mov")                                             # labelled FL FR mono LFE BL BR
+    make_mono51(src, auto / "mono51.mxf")                                             # MXF: no channel labels
+    make_fold8(src, fold / "fold8.mov")
+    ffmpeg("-i", src, "-filter_complex", FOLD_LTRT + "[st]", "-map", "0:v", "-map", "0:a", "-map", "[st]",
+           "-c:v", "copy", "-c:a", "pcm_s24le", auto / "sur_st.mov")                 # a:0 5.1, a:1 its Lt/Rt
     ffmpeg("-i", src, "-af", "pan=7.1|FL=FL|FR=FR|FC=FC|LFE=LFE|BL=BL|BR=BR|SL=0.5*BL|SR=0.5*BR",
            "-map", "0:a", "-c:a", "pcm_s24le", auto / "s71.wav")                     # 7.1: FL FR FC LFE BL BR SL SR
     ffmpeg("-i", auto / "s71.wav", "-filter_complex",
@@ -86,7 +101,7 @@ def labels(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-@pytest.mark.parametrize("title", ["src51", "mono51", "mono51_mxf", "fold8", "s71", "film71"])
+@pytest.mark.parametrize("title", ["src51", "mono51", "mono51_mxf", "fold8", "sur_st", "s71", "film71"])
 def test_every_master_is_processed(masters, title):
     row = masters["rows"][title]
     assert row.status == "ok", row.error
@@ -151,3 +166,37 @@ def test_deliverable_keeps_the_masters_tracks_labelled(masters):
                     + [(2, "Lt/Rt Delivered mix (ebu-r128)"), (2, "Lt/Rt DX dialogue"), (2, "Lt/Rt M&E")])
     mxf = labels(Path(masters["rows"]["mono51_mxf"].deliverable))
     assert [n for n, _ in mxf] == [1] * 6 + [6] * 3
+
+
+def test_a_5_1_stream_and_a_2_0_stream_are_the_program_and_its_folddown(masters):
+    """Auto-detected (no track map): the 5.1 stream gives the interleaved master's stems and the 2.0 stream the
+    same Lt/Rt stems as the eight-track master's fold-down, sample for sample; the deliverable (ffprobe) has both
+    originals, then the 5.1 stems, then the fold-down's."""
+    row = masters["rows"]["sur_st"]
+    assert row.tracks == "a:0 5.1; Lt/Rt: a:1 stereo", row.tracks
+    assert abs(row.ltrt_lufs - (-23.0)) <= 0.5
+    got, ref = stems(masters, "sur_st"), stems(masters, "src51")
+    assert all(np.array_equal(got[name], ref[name]) for name in ref)
+    for name in ("MIX", "DX", "ME"):
+        fold = [sf.read(masters["out"] / t / "LtRt" / f"{t}_{name}.wav", dtype="int32")[0] for t in ("sur_st", "fold8")]
+        assert fold[0].shape[1] == 2 and np.array_equal(*fold), name
+    assert labels(Path(row.deliverable)) == (
+        [(6, "Original L R C LFE Ls Rs (a:0)"), (2, "Original Lt Rt (a:1)")]
+        + [(6, "Delivered mix (ebu-r128)"), (6, "DX dialogue"), (6, "M&E")]
+        + [(2, "Lt/Rt Delivered mix (ebu-r128)"), (2, "Lt/Rt DX dialogue"), (2, "Lt/Rt M&E")])
+
+
+def test_the_track_map_reads_the_2_0_stream_as_no_folddown(masters, tmp_path):
+    """--tracks L,R,C,LFE,Ls,Rs,-,- : the 5.1 alone; the 2.0 stream is copied, last, marked not processed."""
+    from flows.steps import ReelJob, process_reel
+    from pipeline.config import Settings
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+
+    settings = dataclasses.replace(Settings.load(), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "-", "-"))
+    job = ReelJob(masters["src"].parent / "sur_st.mov", "sur_st", tmp_path / "sur_st")
+    row = process_reel(job, resolve("dfn3"), settings, load_profile("ebu-r128"), say=lambda message: None)
+    assert row.status == "ok", row.error
+    assert row.tracks == "a:0 5.1; not used: - (a:1.0) - (a:1.1)" and not (tmp_path / "sur_st" / "LtRt").exists()
+    assert labels(Path(row.deliverable)) == [(6, "Original mix"), (6, "Delivered mix (ebu-r128)"), (6, "DX dialogue"),
+                                             (6, "M&E"), (2, "Original track a:1 (not processed)")]

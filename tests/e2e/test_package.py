@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ LSB = 2.0 ** -23        # one step of a 24-bit file, full scale 1.0
 
 @pytest.fixture(scope="module")
 def packages(harness, tmp_path_factory):
-    """A 5.1 reel with the bundled DFN3 (no MX/FX) and a stereo reel with a tiny Demucs model (MX and FX)."""
+    """A 5.1 reel, and a 7.1 and a 5.0 made from it, with the bundled DFN3 (no MX/FX); a stereo reel with a tiny
+    Demucs model (MX and FX)."""
     from flows.reel import run
     from pipeline.config import Settings
     from pipeline.models import resolve
@@ -31,7 +33,13 @@ def packages(harness, tmp_path_factory):
     settings = dataclasses.replace(Settings.load(), me_package=True)
     profile = load_profile("ebu-r128")
     out = root / "out"
-    rows = {r.title: r for r in run([surround], out, resolve("dfn3"), settings, profile).rows}
+    folds = root / "in3"
+    folds.mkdir()
+    for name, pan in (("s71", "7.1|FL=FL|FR=FR|FC=FC|LFE=LFE|BL=BL|BR=BR|SL=0.5*BL|SR=0.5*BR"),
+                      ("s50", "5.0|FL=FL|FR=FR|FC=FC|BL=BL|BR=BR")):
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(surround), "-map", "0:a", "-af", f"pan={pan}",
+                        "-c:a", "pcm_s24le", str(folds / f"{name}.wav")], check=True)
+    rows = {r.title: r for r in run([surround, folds], out, resolve("dfn3"), settings, profile).rows}
     tiny = resolve(str(write_tiny_model(root / "tiny")))
     rows.update({r.title: r for r in run([stereo], out, tiny, settings, profile).rows})
     return out, rows
@@ -65,6 +73,27 @@ def test_the_5_1_and_2_0_me(packages):
     assert np.sqrt(np.mean(me20 ** 2)) > 1e-3                                   # not silence
 
 
+@pytest.mark.parametrize("title,layout", [("s71", "7.1"), ("s50", "5.0"), ("sur", "5.1")])
+def test_the_2_0_me_of_every_surround_master(packages, title, layout):
+    """5.1, 5.0 and 7.1 masters each get a 2.0 M&E: the master's M&E folded down (pipeline/downmix.py) and taken
+    to the profile again with one gain, so it is that fold-down times one number: least-squares residual
+    measured at −inf dB here (no limiting at these levels) against a bar of −60 dB."""
+    from pipeline.downmix import itu_downmix
+    from pipeline.layout import LAYOUTS
+
+    out, rows = packages
+    assert rows[title].status == "ok", rows[title].error
+    package = manifest(out, title)["package"]
+    assert package["me_2.0"] == f"stereo/{title}_ME.wav" and package[f"me_{layout}"] == f"{title}_ME.wav"
+    me, me20 = read(out / title / f"{title}_ME.wav"), read(out / title / "stereo" / f"{title}_ME.wav")
+    assert me.shape[1] == LAYOUTS[layout].channels and me20.shape == (me.shape[0], 2)
+    folded = itu_downmix(me.astype(np.float32), LAYOUTS[layout]).astype(np.float64)
+    gain = float(np.sum(folded * me20) / np.sum(folded ** 2))
+    residual = me20 - gain * folded
+    assert 10 * np.log10(np.sum(residual ** 2) / np.sum(me20 ** 2) + 1e-30) < -60
+    assert np.sqrt(np.mean(me20 ** 2)) > 1e-3
+
+
 def test_dx_mx_fx_sum_to_the_printmaster(packages):
     """FX is M&E − MX, so DX + MX + FX rebuilds the printmaster to the 24-bit quantisation of four files."""
     out, _ = packages
@@ -73,7 +102,7 @@ def test_dx_mx_fx_sum_to_the_printmaster(packages):
     assert np.sqrt(np.mean(mx ** 2)) > 1e-4 and np.sqrt(np.mean(fx ** 2)) > 1e-4
 
 
-@pytest.mark.parametrize("title,layout", [("sur", "5.1"), ("st", "stereo")])
+@pytest.mark.parametrize("title,layout", [("sur", "5.1"), ("st", "stereo"), ("s71", "7.1")])
 def test_the_dialogue_guide_is_the_mono_fold_down_of_dx(packages, title, layout):
     """Mono, 24-bit, as long as DX: C at −3 dB, L and R at −6 dB, surrounds at −9 dB, no LFE — scaled down only
     if it would peak over −1 dBFS."""

@@ -5,7 +5,8 @@ a BWF whose bext TimeReference is 01:00:00:00 at 23.976, and a MOV whose timecod
 Every stem's bext TimeReference and iXML are read back by tests/tc_reference.py (written from EBU Tech 3285 and
 the iXML spec) and the TimeReference also by MediaInfo (Debian's `mediainfo`); the first spotting line's
 timecode must be the start + its offset to the frame (labels from tests/tc_reference.py); the SRT stays in
-media time; the deliverable keeps the timecode (ffprobe); `--start-tc` and `--tc-rate` override.
+media time; the deliverable keeps the timecode (ffprobe); `--start-tc` and `--tc-rate` override, the
+deliverable's picture timecode included (read back by ffprobe and MediaInfo).
 """
 from __future__ import annotations
 
@@ -188,6 +189,52 @@ def test_start_tc_and_tc_rate_override(run1):
             assert (bwf.speed("TIMECODE_RATE"), bwf.speed("TIMECODE_FLAG")) == ("25/1", "NDF")
         spots = _spots(out / title, title)
         assert spots and spots[0]["start_tc"] in _labels_at(900000, spots[0]["start_s"], Fraction(25), 25, 0)
+    deliverable = out / "tc25" / "tc25.mkv"              # the picture's timecode moved with the stems
+    tags = {k.lower(): v for k, v in ffprobe(deliverable)["format"].get("tags", {}).items()}
+    assert tags["timecode"] == "10:00:00:00"
+    if shutil.which("mediainfo"):
+        assert _mediainfo_timecode(deliverable) == ("10:00:00:00", "Matroska tags")
+
+
+def _mediainfo_timecode(path: Path) -> tuple[str, str]:
+    """(first frame's timecode, where) as MediaInfo reads it: a MOV's timecode track ("Other" track), else
+    Matroska's TIMECODE tag (the General track's extra fields)."""
+    out = subprocess.run(["mediainfo", "--Output=JSON", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    tracks = json.loads(out)["media"]["track"]
+    other = [t for t in tracks if t["@type"] == "Other" and "TimeCode_FirstFrame" in t]
+    if other:
+        return other[0]["TimeCode_FirstFrame"], other[0]["Format"]
+    extra = next(t for t in tracks if t["@type"] == "General").get("extra", {})
+    return extra.get("TimeCode_FirstFrame", ""), extra.get("TimeCode_Source", "")
+
+
+@pytest.mark.parametrize("title, label, fps, frame", [
+    ("tc2398", "02:00:00:00", 24 * NTSC, 172800),      # the picture's own rate: the label itself
+    ("tc2997df", "02:00:00:00", 30 * NTSC, 216000),    # a non-drop label at 29.97 stays non-drop
+])
+def test_start_tc_is_the_deliverables_timecode(start_tc_run, title, label, fps, frame):
+    """--start-tc 02:00:00:00 on MOV and MXF masters (each delivered as MOV): the deliverable's timecode track is
+    rewritten (ffprobe and MediaInfo read 02:00:00:00 at the picture's rate, non-drop), and lines up with the
+    stems' bext TimeReference to the sample."""
+    out = start_tc_run
+    deliverable = out / title / f"{title}.mov"
+    tmcd = [s for s in ffprobe(deliverable)["streams"] if s.get("codec_tag_string") == "tmcd"]
+    assert len(tmcd) == 1 and tmcd[0]["tags"]["timecode"] == label
+    assert Fraction(tmcd[0]["avg_frame_rate"]) == fps
+    if shutil.which("mediainfo"):
+        assert _mediainfo_timecode(deliverable) == (label, "QuickTime TC")
+    for stem in STEMS:
+        assert read_bwf(out / title / f"{title}_{stem}.wav").time_reference == _samples(frame, fps)
+
+
+@pytest.fixture(scope="module")
+def start_tc_run(reels):
+    root, files = reels
+    out = root / "out_start_tc"
+    proc = run_cli("run", files["tc2398"], files["tc2997df"], "--out", out, "--start-tc", "02:00:00:00")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
 
 
 def test_bad_start_tc_is_a_usage_error(tmp_path):

@@ -53,6 +53,22 @@ def test_settings_defaults_and_ranges(tmp_path):
         Settings.from_dict({"language": "english"})
 
 
+def test_output_tracks_from_the_config_and_the_command_line(tmp_path):
+    """`output_tracks:` defaults to interleaved (the deliverable as before); `--output-tracks` overrides it on
+    `run`, and `serve` stores it with the deployment's options."""
+    from flows.cli import _parser, _run_settings
+
+    assert Settings.load().output_tracks == "interleaved"
+    assert Settings.from_dict({"output_tracks": "source"}).output_tracks == "source"
+    with pytest.raises(ConfigError, match="output_tracks must be one of interleaved, source; got 'stacked'"):
+        Settings.from_dict({"output_tracks": "stacked"})
+    args = _parser().parse_args(["run", str(tmp_path), "--out", str(tmp_path), "--output-tracks", "source"])
+    assert _run_settings(args).output_tracks == "source"
+    args = _parser().parse_args(["serve", "--watch", "d", "--out", "o", "--cron", "0 2 * * *",
+                                 "--output-tracks", "source"])
+    assert args.output_tracks == "source"
+
+
 def test_settings_the_streaming_path_cannot_honour_are_refused():
     """`split: false` would need the whole reel in one forward pass: refused when loaded, in one line, rather
     than accepted and ignored; `split: true` (the default) and `shifts` (passed to every segment) load."""

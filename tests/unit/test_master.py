@@ -117,3 +117,32 @@ def test_track_map_labels_are_checked_when_loaded():
     assert s.tracks == ("L", "R", "C", "LFE", "Ls", "Rs", "-", "-")
     with pytest.raises(ConfigError, match="cfg.yaml: tracks: unknown track label 'X'"):
         Settings.from_dict({"tracks": "L,X"}, source="cfg.yaml")
+
+
+@pytest.mark.parametrize("tracks", [("5.1", "stereo"), ("stereo", "5.1"), (6, 2), ("7.1", "stereo")])
+def test_a_surround_and_a_stereo_stream_are_the_program_and_its_folddown(tracks):
+    """5.1 (or 7.1) + 2.0 streams, in either order: the surround program and its Lt/Rt fold-down, both separated."""
+    m = select_master(info(*tracks))
+    surround = 0 if tracks[0] in ("5.1", "7.1", 6) else 1
+    assert m.layout.name == ("7.1" if "7.1" in tracks else "5.1") and m.single.audio_index == surround
+    assert m.folddown.layout.name == "stereo" and placed(m.folddown) == [(1 - surround, 0), (1 - surround, 1)]
+    assert m.describe() == f"a:{surround} {m.layout.name}; Lt/Rt: a:{1 - surround} stereo"
+
+
+def test_the_other_readings_of_a_surround_and_a_stereo_stream():
+    """The track map reads the 2.0 as unused (copied only) or processes it alone; --stream 1 takes it alone too;
+    two stereo streams or a third stream keep the first stream alone, as before."""
+    both = info("5.1", "stereo")
+    alone = select_master(both, tracks=("L", "R", "C", "LFE", "Ls", "Rs", "-", "-"))
+    assert alone.folddown is None and alone.layout.name == "5.1" and alone.unused == "- (a:1.0) - (a:1.1)"
+    stereo = select_master(both, tracks=("-",) * 6 + ("L", "R"))
+    assert stereo.layout.name == "stereo" and placed(stereo) == [(1, 0), (1, 1)]
+    assert select_master(both, 1).describe() == "a:1 stereo"
+    assert select_master(info("5.1", "stereo", "stereo")).describe() == "a:0 5.1"
+    assert select_master(info("stereo", "stereo")).describe() == "a:0 stereo"
+
+
+def test_a_stereo_stream_of_another_rate_or_length_is_no_folddown():
+    """Not a fold-down of the surround: the surround alone, as before (the 2.0 is copied into the deliverable)."""
+    assert select_master(info("5.1", ("stereo", 44100, 10.0))).describe() == "a:0 5.1"
+    assert select_master(info("5.1", ("stereo", 48000, 9.0))).describe() == "a:0 5.1"

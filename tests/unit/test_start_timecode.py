@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import ConfigError, MediaError
 from pipeline.media import parse_probe
-from pipeline.starttc import check_options, read_source_timecode, reel_start
+from pipeline.starttc import check_options, picture_label, read_source_timecode, reel_start
 from pipeline.timecode import StartTimecode, label_fields, label_rate
 from tc_reference import smpte_label
 
@@ -190,6 +190,29 @@ def test_overrides_beat_the_source():
     assert reel_start(found, picture, PATH, start_tc="10:00:00:00").samples(48000) == 864000 * 2002
     assert reel_start(found, picture, PATH, start_tc="10:00:00:00", tc_rate="25").samples(48000) == 1_728_000_000
     assert reel_start(found, picture, PATH, tc_rate="24").samples(48000) == 172_800_000   # the label re-read
+
+
+@pytest.mark.parametrize("start_tc, tc_rate, picture, label", [
+    ("10:00:00:00", None, 24 * NTSC, "10:00:00:00"),         # the picture's rate: the label itself
+    ("10:00:00:00", "25", Fraction(25), "10:00:00:00"),
+    ("01:00:00:00", "29.97", 30 * NTSC, "01:00:00:00"),      # a non-drop label at 29.97 stays non-drop
+    ("00:59:59;28", "29.97", 30 * NTSC, "00:59:59;28"),
+    ("10:00:00:00", "25", 24 * NTSC, "09:59:24:00"),         # 36000 s = frame 863136.86 at 23.976 (0.1 % slow)
+    ("10:00:00:00", "25", 30 * NTSC, "10:00:00;01"),         # 10:00:00;00 DF is 35999.964 s: 36000 s is in ;01
+])
+def test_picture_label_is_the_stems_start_at_the_pictures_rate(start_tc, tc_rate, picture, label):
+    """The deliverable's timecode under --start-tc: the same instant as the stems' start, to the frame."""
+    start = reel_start(None, picture, PATH, start_tc=start_tc, tc_rate=tc_rate)
+    got = picture_label(start, picture)
+    assert got == label
+    at_picture = StartTimecode.from_label(got, picture)
+    assert at_picture.seconds <= start.seconds < at_picture.seconds + 1 / picture       # the frame holding it
+
+
+def test_picture_label_needs_a_start_and_a_smpte_picture():
+    start = StartTimecode.from_label("01:00:00:00", 25)
+    assert picture_label(None, Fraction(25)) is None and picture_label(start, None) is None
+    assert picture_label(start, Fraction(12)) is None
 
 
 @pytest.mark.parametrize("start_tc, tc_rate, words", [

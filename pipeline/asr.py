@@ -147,23 +147,47 @@ def _segment_lines(segments: Iterable, pieces: tuple[Piece, ...]) -> list[Line]:
     return lines
 
 
-def transcribe(reader: Reader, rate: int, regions: Iterable[RegionLike], recogniser, *,
+def _window(recogniser, audio: np.ndarray, pieces: tuple[Piece, ...], language: str | None,
+            options: AsrOptions) -> tuple[list[Line], str, float]:
+    """One window recognised: its lines in reel time, the language and its probability (1.0 when forced)."""
+    with recogniser.lock:
+        segments, info = recogniser.model.transcribe(
+            audio, language=language, beam_size=options.beam_size, word_timestamps=True, vad_filter=False,
+            condition_on_previous_text=False)
+        lines = _segment_lines(segments, pieces)      # the generator runs the decoding
+    return lines, info.language, 1.0 if language else float(info.language_probability)
+
+
+def _score(lines: list[Line]) -> float:
+    """The recogniser's confidence in a window's lines: the mean probability of their words (0 for none)."""
+    probs = [w.probability for line in lines for w in line.words]
+    return float(np.mean(probs)) if probs else 0.0
+
+
+def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable[RegionLike], recogniser, *,
                options: AsrOptions = AsrOptions(), layout: str | None = None, source: str = "dx") -> Transcript:
-    """What is said in `reader` ((samples, channels) float at `rate` Hz, of `layout`) over the speech `regions`
-    (seconds): a Transcript of lines and words in reel time. `recogniser`: asr_model.load_recogniser's."""
-    pieces = plan_windows(regions, reader.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
-    weights = dialogue_weights(reader.channels, layout)
+    """What is said over the speech `regions` (seconds): a Transcript of lines and words in reel time.
+
+    `readers`: one reader ((samples, channels) float at `rate` Hz, of `layout`), or several of the same length
+    by name ({"dx": …, "mix": …}): then each window is recognised in each and the lines of the one the
+    recogniser is most confident in (mean word probability) are kept, and `source` names them ("dx+mix").
+    `recogniser`: asr_model.load_recogniser's. The language is options.language, else the one detected on the
+    first window (in the first reader), kept for the rest of the reel."""
+    readers = readers if isinstance(readers, dict) else {source: readers}
+    first = next(iter(readers.values()))
+    weights = dialogue_weights(first.channels, layout)
     language, probability, lines = options.language, 1.0 if options.language else 0.0, []
-    for window in pieces:
-        audio = read_window(reader, rate, window, weights)
-        with recogniser.lock:
-            segments, info = recogniser.model.transcribe(
-                audio, language=language, beam_size=options.beam_size, word_timestamps=True, vad_filter=False,
-                condition_on_previous_text=False)
-            lines += _segment_lines(segments, window)    # the generator runs the decoding
-        if language is None:                             # detected on the first speech, kept for the reel
-            language, probability = info.language, float(info.language_probability)
-    return Transcript(language or "", probability, tuple(lines), recogniser.label, source)
+    for pieces in plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s):
+        best: list[Line] | None = None
+        for reader in readers.values():
+            got, found, p = _window(recogniser, read_window(reader, rate, pieces, weights), pieces, language,
+                                    options)
+            if language is None:        # detected on the first speech, kept for the reel
+                language, probability = found, p
+            best = got if best is None or _score(got) > _score(best) else best
+        lines += best
+    return Transcript(language or "", probability, tuple(lines), recogniser.label,
+                      source if len(readers) == 1 else "+".join(readers))
 
 
 def with_levels(transcript: Transcript, reader: Reader, rate: int, layout: str | None = None) -> Transcript:

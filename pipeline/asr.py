@@ -19,6 +19,7 @@ from .loudness import weighted_level
 from .readers import Reader
 from .resample import Resampler
 from .vad import RegionLike, merge_regions
+from .timecode import StartTimecode
 from .words import Line, Transcript, Word
 
 SR = 16_000        # Whisper's rate
@@ -203,3 +204,21 @@ def with_levels(transcript: Transcript, reader: Reader, rate: int, layout: str |
 
 def word_count(transcript: Transcript) -> int:
     return sum(len(line.words) for line in transcript.lines)
+
+
+def transcript_record(transcript: Transcript, clock: StartTimecode | None = None) -> dict:
+    """The transcript as JSON-ready data: language (ISO 639-1 and the 639-2 tag), model, source, and each line
+    with its times (media seconds), timecodes on the source's clock (`clock`; empty without one), text,
+    confidence, level and words."""
+    from dataclasses import asdict
+
+    from .asr_model import iso639_2
+
+    def tc(t: float) -> str:
+        return clock.label_at(t) if clock is not None else ""
+
+    lines = [{**{k: v for k, v in asdict(line).items() if k != "words"}, "start_tc": tc(line.start),
+              "end_tc": tc(line.end), "words": [asdict(w) for w in line.words]} for line in transcript.lines]
+    return {"language": transcript.language, "language_iso639_2": iso639_2(transcript.language),
+            "language_probability": round(transcript.language_probability, 4), "model": transcript.model,
+            "source": transcript.source, "words": word_count(transcript), "lines": lines}

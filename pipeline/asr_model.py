@@ -194,7 +194,8 @@ def _whisper(path: str, threads: int, device: str):
         return WhisperModel(path, device=device, compute_type="int8" if device == "cpu" else "float16",
                             cpu_threads=threads, local_files_only=True)
     except Exception as exc:   # ctranslate2's RuntimeError for a damaged or foreign model folder
-        raise ModelError(f"cannot load the ASR model: {' '.join(str(exc).split())[:200]}", path) from exc
+        reason = " ".join(str(exc).split()).split(". ")[0][:300]     # ctranslate2's first sentence says why
+        raise ModelError(f"cannot load the ASR model: {reason}", path) from exc
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,7 @@ Ways, each recognised by pipeline.asr.transcribe with the bundled Whisper base (
 - clean: the speech alone (its own VAD regions) — the floor;
 - mix: the mixture, over the speech regions of reelsplit's DX;
 - dx: reelsplit's DX (bundled DFN3, the default model, block by block as `reelsplit run` makes it);
-- blend: the DX with the M&E estimate put back 12 dB down (the mix with M&E subtracted less aggressively);
+- blend: the DX with the M&E estimate put back 6 dB down (the mix with M&E subtracted less aggressively);
 - dx+mix: each window recognised in both, the more confident one kept (asr.transcribe with two readers).
 WER is corpus-level (errors / reference words) after normalising case, punctuation and number words (jiwer).
 ASR seconds are per minute of audio (the whole clip, speech and pauses), median over clips, after a warm-up.
@@ -47,7 +47,7 @@ NUMBERS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
 WAYS = ("clean", "mix", "dx", "blend", "dx+mix")
-BLEND_DB = -12.0    # "blend": the DX with the M&E estimate (mix − DX) put back this far down
+BLEND_DB = -6.0     # "blend": the DX with the M&E estimate (mix − DX) put back this far down
 
 
 @dataclass(frozen=True)

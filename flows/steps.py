@@ -53,7 +53,7 @@ log = logging.getLogger("reelsplit")
 VAD_CHUNK_S = 300.0
 FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
 GUIDE_BLOCK = 1 << 16   # frames per block of the dialogue guide
-BLEND_DB = -12.0        # transcribe.source "blend": the DX with the M&E put back this far down
+BLEND_DB = -6.0         # transcribe.source "blend": the DX with the M&E put back this far down (dev set)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ JOIN_S = 0.3       # silence between the regions of one window, so the recognise
 WINDOW_S = 28.0    # speech per recogniser call: one Whisper window (30 s) with room for the pauses
 READ_S = 10.0      # seconds read from the reader at a time
 LINE_GAP_S = 1.0   # a recogniser segment is split into lines where its words are this far apart in the reel
+MIN_WORD_P = 0.01  # words the recogniser itself gives less than this are dropped (a "Hmm." at p = 0.00 in silence)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def to_media(t: float, pieces: tuple[Piece, ...], *, start: bool = False) -> flo
 def _words(segment, pieces: tuple[Piece, ...]) -> list[Word]:
     words = []
     for w in segment.words or []:
-        if w.word.strip():
+        if w.word.strip() and w.probability >= MIN_WORD_P:
             start = to_media(float(w.start), pieces, start=True)
             words.append(Word(start, max(start, to_media(float(w.end), pieces)), w.word.strip(),
                               float(w.probability)))
@@ -142,7 +143,7 @@ def _segment_lines(segments: Iterable, pieces: tuple[Piece, ...]) -> list[Line]:
     lines = []
     for seg in segments:
         words = _words(seg, pieces)
-        texts = [w.word for w in (seg.words or []) if w.word.strip()]
+        texts = [w.word for w in (seg.words or []) if w.word.strip() and w.probability >= MIN_WORD_P]
         if words:
             lines += _split(words, texts)
     return lines

@@ -126,7 +126,7 @@ class TranscribeSettings:
     enabled: bool = True          # --no-transcribe turns it off
     model: str = "bundled"        # bundled (Whisper base, verified) | a faster-whisper model folder | its model name
     language: str = "auto"        # auto: detected on each reel's first speech | ISO 639-1 (en, fr, ...)
-    source: str = "dx"            # what is recognised: dx | mix | blend (DX + M&E 12 dB down) | dx+mix (the surer)
+    source: str = "blend"         # what is recognised: blend (DX + M&E 6 dB down) | dx | mix | dx+mix (the surer)
     beam_size: int = 1            # 1: greedy
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import queue
 import random
@@ -131,6 +132,8 @@ def assert_complete(path: Path, frames: int) -> None:
     elif path.suffix == ".csv":
         text = path.read_text(encoding="utf-8")
         assert text.endswith("\n") and "start_s" in next(csv.reader(text.splitlines())), path
+    elif path.suffix == ".json":     # <title>_transcript.json: whole JSON with its lines
+        assert "lines" in json.loads(path.read_text(encoding="utf-8")), path
     elif path.suffix == ".srt":
         text = path.read_text(encoding="utf-8")
         assert text == "" or text.endswith("\n"), path
@@ -170,7 +173,8 @@ def stamps(out: Path, titles) -> dict[Path, int]:
 PLAN = [
     (r"^\[r1\] extract ", "r1 separating"),
     (r"^\[r1\] loudness ", "r1 writing its stems"),
-    (r"^\[r1\] write ", "r1 remuxing (its stems already under their final names)"),
+    (r"^\[r1\] write ", "r1 recognising its words (its stems already under their final names)"),
+    (r"^\[r1\] words ", "r1 remuxing (its stems and transcript already under their final names)"),
     (r"^\[r2\] probe ", "r1 finished; r2 starting"),
     (r"^\[r2\] remux ", "r2 writing its spotting lists and manifest"),
 ]

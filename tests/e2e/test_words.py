@@ -109,7 +109,7 @@ def test_words_from_the_dx_stem_and_the_language_on_the_dx_track(harness, reel, 
     assert Path(row.transcript) == tmp_path / "out" / "talk" / "talk_transcript.json"
     heard = " ".join(line["text"] for line in record["lines"])
     assert _wer(said, heard) <= 0.15, heard
-    assert record["language"] == "en" and record["source"] == "dx" and record["model"].startswith("whisper-base")
+    assert record["language"] == "en" and record["source"] == "blend" and record["model"].startswith("whisper-base")
     for line in record["lines"]:
         assert re.fullmatch(r"\d\d:\d\d:\d\d:\d\d", line["start_tc"])      # the picture's clock, 25 fps
         assert line["start"] <= line["words"][0]["start"] and line["words"][-1]["end"] <= line["end"]

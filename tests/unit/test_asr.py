@@ -115,9 +115,9 @@ def test_no_speech_means_no_recognition():
     assert rec.calls == [] and got.lines == () and got.language == ""
 
 
-def test_a_segment_is_split_into_lines_where_its_words_are_apart_in_the_reel():
+def test_a_segment_is_split_into_lines_where_its_words_are_apart_in_the_reel_and_unlikely_words_dropped():
     rec = FakeRecogniser(lambda audio: [_word(0.0, 0.3, " Come", 0.9), _word(0.3, 0.6, " here.", 0.7),
-                                        _word(1.5, 1.8, " Now!", 0.5)])
+                                        _word(0.6, 0.6, " Hmm.", 0.0), _word(1.5, 1.8, " Now!", 0.5)])
     got = asr.transcribe(ArrayReader(np.zeros((20 * 16_000, 1), np.float32)), 16_000, [(1.0, 2.0), (8.0, 9.0)],
                          rec, options=AsrOptions(pad_s=0.0))
     assert [line.text for line in got.lines] == ["Come here.", "Now!"]

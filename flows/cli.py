@@ -88,9 +88,20 @@ def _add_run(sub) -> None:
     run.add_argument("--start-tc", default=None, metavar="HH:MM:SS:FF",
                      help="start timecode of the outputs (BWF TimeReference, iXML, spotting lists) instead of each "
                      "file's own (HH:MM:SS;FF for drop frame)")
+    _add_words_options(run)
     run.add_argument("--tc-rate", default=None, metavar="FPS",
                      help="timecode rate of files that have none (audio only: a BWF's TimeReference gets labels; "
                      "23.976, 24, 25, 29.97, 30, 50, 59.94, 60), or that replaces theirs")
+
+
+def _add_words_options(parser) -> None:
+    """--asr-model, --language, --no-transcribe: speech recognition (the config's `transcribe:` otherwise)."""
+    parser.add_argument("--asr-model", default=None, metavar="PATH",
+                        help="faster-whisper model folder for speech recognition (small, medium, large-v3 ...); "
+                             "default the bundled, checksum-verified Whisper base")
+    parser.add_argument("--language", default=None, metavar="xx",
+                        help="the dialogue's language, ISO 639-1 (en, fr ...); default: detected per reel")
+    parser.add_argument("--no-transcribe", action="store_true", help="no speech recognition (no words)")
 
 
 def _add_serve(sub) -> None:
@@ -114,6 +125,7 @@ def _add_serve(sub) -> None:
                      ("--output-tracks", dict(choices=("source", "interleaved"), default=None,
                                               help=OUTPUT_TRACKS_HELP))):
         serve.add_argument(flag, **kw)
+    _add_words_options(serve)
 
 
 def _add_probe(sub) -> None:
@@ -296,11 +308,12 @@ def cmd_demo_reel(args) -> int:
 
 
 def _run_settings(args):
-    """The config's settings with the command line's --stereo-downmix, --me-package, --tracks, --output-tracks
-    and --device on top."""
-    from pipeline.config import Settings, parse_tracks
+    """The config's settings with the command line's --stereo-downmix, --me-package, --tracks, --output-tracks,
+    --device and the speech recognition's options on top."""
+    from pipeline.config import Settings, parse_tracks, with_transcribe
 
-    settings = Settings.load(args.config)
+    settings = with_transcribe(Settings.load(args.config), off=args.no_transcribe, model=args.asr_model,
+                               language=args.language)
     if args.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
     if args.me_package:
@@ -313,6 +326,18 @@ def _run_settings(args):
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))
     return settings
+
+
+def _say_words(settings) -> None:
+    """The speech recognition's model, resolved now (a wrong --asr-model is one line before any work), printed."""
+    t = settings.transcribe
+    if not t.enabled:
+        print("reelsplit: speech recognition off (--no-transcribe)", flush=True)
+        return
+    from pipeline.asr_model import resolve_asr_model
+    language = "detected per reel" if t.language == "auto" else t.language
+    print(f"reelsplit: speech recognition {resolve_asr_model(t.model).label} on {t.source}, language {language}",
+          flush=True)
 
 
 def cmd_run(args) -> int:
@@ -340,6 +365,7 @@ def cmd_run(args) -> int:
     from pipeline.cleanup import AUTO, auto_reason, resolve_method
     print(f"reelsplit: dialogue clean-up {resolve_method(settings.cleanup, spec.kind)}"
           + (f" (auto: {auto_reason(spec.kind)})" if settings.cleanup == AUTO else ""), flush=True)
+    _say_words(settings)
     from . import prefect_env
     prefect_env.configure()
     server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported
@@ -366,6 +392,10 @@ def cmd_run(args) -> int:
             out_lufs = f"{r.output_lufs:.1f} LUFS" if isinstance(r.output_lufs, float) and math.isfinite(r.output_lufs) else ""
             verdict = f"QC {r.qc}" + (f" ({r.qc_reasons})" if r.qc == "fail" else "") if r.qc else ""
             print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}  {verdict}")
+            if r.transcript:
+                print(f"          words ({r.language}, {r.words:.0f}): {r.transcript}")
+            elif r.asr_error:
+                print(f"          no words: speech recognition failed: {r.asr_error}")
     print(f"deliverables: {out}")
     print(f"report (CSV):  {summary.csv}")
     print(f"report (HTML): {summary.html}")
@@ -376,7 +406,7 @@ def cmd_serve(args) -> int:
     import contextlib
     import os
 
-    from pipeline.config import Settings
+    from pipeline.config import Settings, with_transcribe
     from pipeline.errors import ConfigError
     from pipeline.models import resolve
     from pipeline.profiles import load_profile
@@ -386,7 +416,9 @@ def cmd_serve(args) -> int:
     if not args.watch.is_dir():
         raise ConfigError("drop folder: " + ("not a folder" if args.watch.exists() else "not found"), args.watch)
     # what every run will resolve, checked now: a mistake is one line here, not a failed run at 2:00
-    settings = Settings.load(args.config)
+    settings = with_transcribe(Settings.load(args.config), off=args.no_transcribe, model=args.asr_model,
+                               language=args.language)
+    _say_words(settings)
     load_profile(args.profile)
     spec = resolve(args.model or settings.separation.model)
     out = args.out.expanduser().absolute()
@@ -401,7 +433,8 @@ def cmd_serve(args) -> int:
     from . import deploy, serve
 
     options = serve.DropOptions(workers=args.workers, dask=args.dask, stream=args.stream,
-                                stereo_downmix=args.stereo_downmix, output_tracks=args.output_tracks)
+                                stereo_downmix=args.stereo_downmix, output_tracks=args.output_tracks,
+                                transcribe=not args.no_transcribe, asr_model=args.asr_model, language=args.language)
     params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
                               options=options)
     zone = args.timezone or serve.local_timezone()

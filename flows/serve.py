@@ -24,6 +24,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
 from pipeline.config import OUTPUT_TRACKS, Settings, check_choice
+from pipeline.config import OUTPUT_TRACKS, Settings, check_choice, with_transcribe
 from pipeline.errors import ConfigError
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
@@ -44,7 +45,8 @@ class DropOptions:
     """How each scheduled run goes: `workers` files at once, `dask` a Dask scheduler address (or "local"),
     `stream` which audio stream of each file, `stereo_downmix` stereo stems of 5.1 sources too, `start_tc` a
     start timecode for every file instead of its own, `tc_rate` the timecode rate of files without one,
-    `output_tracks` the deliverable's track structure (None: the config's)."""
+    `output_tracks` the deliverable's track structure (None: the config's); `transcribe`, `asr_model` and
+    `language` the speech recognition's options over the config's `transcribe:`."""
 
     workers: int = 1
     dask: str | None = None
@@ -53,6 +55,9 @@ class DropOptions:
     start_tc: str | None = None
     tc_rate: str | None = None
     output_tracks: str | None = None
+    transcribe: bool = True          # False: --no-transcribe
+    asr_model: str | None = None     # --asr-model
+    language: str | None = None      # --language (ISO 639-1)
 
 
 @flow(name="reelsplit-drop-folder")
@@ -61,7 +66,8 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     """Process every media file in `drop` into `out` (finished titles are skipped), then write the report.
     Parameters are names and paths only, as a deployment stores them; the settings, profile and model are
     resolved here, in the run. Ends Failed when a file failed."""
-    settings = Settings.load(Path(config) if config else None)
+    settings = with_transcribe(Settings.load(Path(config) if config else None), off=not options.transcribe,
+                               model=options.asr_model, language=options.language)
     check_options(options.start_tc, options.tc_rate)
     if options.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)

@@ -1,4 +1,4 @@
-"""One reel through every stage: probe → extract → separate → cleanup → vad → loudness → write → remux → qc.
+"""One reel through every stage: probe → extract → separate → cleanup → vad → loudness → write → words → remux → qc.
 
 Plain Python over `pipeline` steps, so the flow (flows/reel.py) stays thin and tests can call it directly.
 `process_reel` probes the file into a per-reel context (`Reel`: the job, probe info, layout, cache key, stage
@@ -24,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, audio, cleanup, deliver, deliverable, discrete, downmix, media, package, qc, remux,
-                      spotting, starttc, vad)
+from pipeline import (__version__, asr, asr_model, audio, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
+                      media, package, qc, remux, spotting, starttc, vad, wordfiles)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
@@ -35,13 +35,14 @@ from pipeline.manifest import MANIFEST, KeyParts, Manifest, cache_key, is_comple
 from pipeline.media import MediaInfo
 from pipeline.models import ModelSpec
 from pipeline.naming import NameFields, reel_fields
-from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock
+from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock, write_text_atomic
 from pipeline.profiles import Profile
-from pipeline.readers import Difference, Mapped, RawFile, Reader, WavReader, Workspace
+from pipeline.readers import Difference, Mapped, RawFile, Reader, Sum, WavReader, Workspace
 from pipeline.report import ReportRow
 from pipeline.separate import Separator, load_separator
 from pipeline.stems import Stems
 from pipeline.timecode import StartTimecode
+from pipeline.words import Transcript
 
 log = logging.getLogger("reelsplit")
 
@@ -51,6 +52,7 @@ log = logging.getLogger("reelsplit")
 VAD_CHUNK_S = 300.0
 FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
 GUIDE_BLOCK = 1 << 16   # frames per block of the dialogue guide
+BLEND_DB = -6.0         # transcribe.source "blend": the DX with the M&E put back this far down (dev set)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,17 @@ class Speech:
     blocks: object             # BS.1770 gating blocks that hold speech (vad.block_mask)
 
 
+@dataclass(frozen=True)
+class Words:
+    """What the words stage left: the transcript (None when recognition failed: `error` says why), the seconds
+    recognition took, the transcript file."""
+
+    transcript: Transcript | None
+    seconds: float
+    error: str = ""
+    path: Path | None = None
+
+
 @dataclass
 class Reel:
     """The per-reel context the stages run over: the job and run settings, the probe's findings, the timer,
@@ -158,6 +171,7 @@ class Reel:
     remuxed: remux.RemuxResult | None = None
     outputs: list[Path] = field(default_factory=list)
     package: dict[str, Path] = field(default_factory=dict)   # the M&E package's roles, when asked for
+    words: Words | None = None           # speech recognition: the transcript, or why there is none
 
     @property
     def rate(self) -> int:
@@ -444,11 +458,15 @@ def _qc(reel: Reel) -> None:
 
 def _spotting(reel: Reel) -> None:
     """The dialogue spotting list (CSV and SRT) from the QC's speech regions of the written DX, timecodes on the
-    source's clock (the reel's start + each line's offset), times in media seconds."""
+    source's clock (the reel's start + each line's offset), times in media seconds; with a transcript the CSV is
+    the dialogue list, each line with the words recognised in it."""
     job = reel.job
     reel.spots = spotting.spotting_list_from_wav(reel.checked.speech, reel.wavs["DX"], reel.rate, reel.start,
                                                  layout=reel.probed.layout.name)
-    for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", spotting.write_spotting_csv),
+    transcript = reel.words.transcript if reel.words is not None else None
+    listing = (spotting.write_spotting_csv if transcript is None else
+               lambda path, spots: cuesheets.write_dialogue_csv(path, spots, transcript))
+    for path, writer in ((job.out_dir / f"{job.title}_dialogue.csv", listing),
                          (job.out_dir / f"{job.title}_dialogue.srt", spotting.write_srt)):
         writer(path, reel.spots)
         reel.outputs.append(path)
@@ -465,6 +483,71 @@ def programs(wavs: dict[str, Path], master: Master) -> list[deliverable.Program]
                                          {k[len(prefix):]: v for k, v in wavs.items() if k.startswith(prefix)},
                                          "Lt/Rt "))
     return found
+# ---------------------------------------------------------------------------------------------------- words
+
+def _asr_inputs(source: str, dx: Reader, mix: Reader) -> dict[str, Reader]:
+    """What the recogniser hears (transcribe.source), over the written stems: DX, the mix, the DX with the M&E
+    put back BLEND_DB down, or DX and the mix (per window, the one it is surer of)."""
+    return {"dx": {"dx": dx}, "mix": {"mix": mix}, "dx+mix": {"dx": dx, "mix": mix},
+            "blend": {"blend": Sum(dx, Difference(mix, dx), 10 ** (BLEND_DB / 20))}}[source]
+
+
+def _recognise(reel: Reel) -> Transcript:
+    """The reel's words: the configured model over the DX's speech regions, read from the written stems; each
+    line's level from the written DX."""
+    t, layout = reel.settings.transcribe, reel.probed.layout.name
+    readers = {name: WavReader(reel.wavs[name]) for name in ("DX", "MIX")}
+    try:
+        recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
+        options = asr.AsrOptions(language=None if t.language == "auto" else t.language, beam_size=t.beam_size)
+        transcript = asr.transcribe(_asr_inputs(t.source, readers["DX"], readers["MIX"]), reel.rate,
+                                    reel.speech.regions, recogniser, options=options, layout=layout,
+                                    source=t.source)
+        return asr.with_levels(transcript, readers["DX"], reel.rate, layout)
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
+def _words(reel: Reel) -> None:
+    """Speech recognition (unless --no-transcribe). A failure never holds the reel hostage: it is recorded
+    (the row's asr_error) and the stems are delivered as always."""
+    if not reel.settings.transcribe.enabled:
+        return
+    t0 = time.perf_counter()
+    try:
+        transcript = _recognise(reel)
+        path = _write_words(reel, transcript)
+    except Exception as exc:     # a model that will not load, a recogniser bug: the reel goes on without words
+        if not isinstance(exc, PipelineError):
+            log.exception("speech recognition failed for %s", reel.job.path)
+        error = " ".join(f"{exc}".split()) or type(exc).__name__
+        reel.words = Words(None, time.perf_counter() - t0, error)
+        reel.say(f"[{reel.job.title}] speech recognition failed (stems delivered): {error}")
+        return
+    reel.words = Words(transcript, time.perf_counter() - t0, path=path)
+
+
+def _write_words(reel: Reel, transcript: Transcript) -> Path:
+    """`<title>_transcript.json` (pipeline.asr.transcript_record: lines, words, times, timecodes, levels), the
+    subtitles (SRT, WebVTT, TTML), the ADR cue sheet and the marker EDL (pipeline.wordfiles), in source timecode
+    on the picture's frame grid. The dialogue list (the spotting list with the words) is written with the
+    spotting list, after the QC."""
+    job, info = reel.job, reel.probed.info
+    path = job.out_dir / f"{job.title}_transcript.json"
+    write_text_atomic(path, json.dumps(asr.transcript_record(transcript, reel.start), indent=1,
+                                       ensure_ascii=False) + "\n")
+    fps = info.video[0].frame_rate if info.video else None
+    reel.outputs += [path, *wordfiles.write_words(transcript, job.out_dir, job.title, reel.start, fps).values()]
+    return path
+
+
+def _dx_language(reel: Reel) -> str | None:
+    """The ISO 639-2 tag of the language recognised in the reel's dialogue, None when there is none."""
+    words = reel.words
+    if words is None or words.transcript is None or not words.transcript.language:
+        return None
+    return asr_model.iso639_2(words.transcript.language)
 
 
 def _start_remux(reel: Reel) -> Future:
@@ -477,7 +560,8 @@ def _start_remux(reel: Reel) -> Future:
         first = master.first.audio_index
         _, suffix = remux.deliverable_container(info, first)
         tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
-                                                reel.profile.name, master.language or reel.settings.language)
+                                                reel.profile.name, deliverable.Languages(
+                                                    master.language or reel.settings.language, _dx_language(reel)))
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
                              bit_depth=reel.profile.bit_depth, timeout=reel.timeout, timecode=_picture_tc(reel))
         return result, time.perf_counter() - t0
@@ -539,6 +623,8 @@ def _run_stages(reel: Reel) -> None:
         with reel.timer(name):
             stage(reel)
     _folddown(reel)
+    with reel.timer("words"):     # not one of STAGES: a fold-down's dialogue is the same and is not recognised
+        _words(reel)              # again; before the remux, which tags the DX track with the language found
     remuxing = _start_remux(reel) if reel.probed.info.has_video else None
     try:
         with reel.timer("qc"):
@@ -568,6 +654,17 @@ def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
     row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
 
 
+def fill_words(row: ReportRow, words: Words | None) -> None:
+    """The speech recognition's columns: the language's ISO 639-2 tag, words, seconds, the error, the file."""
+    if words is None:
+        return
+    row.asr_seconds, row.asr_error = words.seconds, words.error
+    if words.transcript is not None:
+        row.language = asr_model.iso639_2(words.transcript.language) if words.transcript.language else ""
+        row.words = asr.word_count(words.transcript)
+        row.transcript = str(words.path or "")
+
+
 def _fill_row(reel: Reel) -> ReportRow:
     """The report row of a processed reel, from the stages' results (the probe filled its part)."""
     row = reel.timer.row
@@ -580,6 +677,7 @@ def _fill_row(reel: Reel) -> ReportRow:
         fold = reel.sub_qc[FOLDDOWN_DIR]
         row.ltrt_lufs, row.ltrt_dx_lufs, row.ltrt_tp_dbtp = fold.output_lufs, fold.dx_lufs, fold.true_peak_dbtp
     row.dialogue_lines = len(reel.spots)
+    fill_words(row, reel.words)
     if reel.remuxed is not None:
         row.deliverable = str(reel.remuxed.path)
     if reel.checked.qc == "fail":

@@ -6,7 +6,7 @@ value is always one ConfigError that names the file, the key and what is allowed
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -117,6 +117,55 @@ def _check_split(value: Any, source: str | Path) -> bool:
     return True
 
 
+TRANSCRIBE_SOURCES = ("dx", "mix", "blend", "dx+mix")
+
+
+@dataclass(frozen=True)
+class TranscribeSettings:
+    """Speech recognition of each reel (pipeline/asr.py, pipeline/asr_model.py)."""
+
+    enabled: bool = True          # --no-transcribe turns it off
+    model: str = "bundled"        # bundled (Whisper base, verified) | a faster-whisper model folder | its model name
+    language: str = "auto"        # auto: detected on each reel's first speech | ISO 639-1 (en, fr, ...)
+    source: str = "blend"         # what is recognised: blend (DX + M&E 6 dB down) | dx | mix | dx+mix (the surer)
+    beam_size: int = 1            # 1: greedy
+
+
+def check_asr_language(value: Any, source: str | Path = "config", key: str = "transcribe.language") -> str:
+    """"auto", or an ISO 639-1 code as Whisper takes it ("en"; a few 3-letter ones such as "haw"), else
+    ConfigError."""
+    from .asr_model import iso639_2
+
+    text = str(value).strip().lower()
+    if text == "auto":
+        return text
+    if not (2 <= len(text) <= 3 and text.isascii() and text.isalpha()) or iso639_2(text) == "und":
+        raise ConfigError(f"{source}: {key} must be auto or an ISO 639-1 language code such as en or fr; "
+                          f"got {value!r}")
+    return text
+
+
+def _transcribe_settings(data: Any, source: str | Path) -> TranscribeSettings:
+    section = check_mapping(data, "transcribe", source)
+    check_keys(section, {f.name for f in fields(TranscribeSettings)}, "transcribe.", source)
+    base = TranscribeSettings()
+    return TranscribeSettings(
+        enabled=check_choice(section.get("enabled", base.enabled), (True, False), "transcribe.enabled", source),
+        model=str(section.get("model", base.model) or base.model),
+        language=check_asr_language(section.get("language", base.language), source),
+        source=check_choice(section.get("source", base.source), TRANSCRIBE_SOURCES, "transcribe.source", source),
+        beam_size=int(check_range(section.get("beam_size", base.beam_size), 1, 10, "transcribe.beam_size", source)))
+
+
+def with_transcribe(settings: "Settings", *, off: bool = False, model: str | None = None,
+                    language: str | None = None) -> "Settings":
+    """The settings with the command line's --no-transcribe, --asr-model and --language on top."""
+    t = settings.transcribe
+    t = replace(t, enabled=t.enabled and not off, model=model or t.model,
+                language=check_asr_language(language, "--language", "--language") if language else t.language)
+    return replace(settings, transcribe=t)
+
+
 @dataclass(frozen=True)
 class Settings:
     separation: SeparationSettings = field(default_factory=SeparationSettings)
@@ -127,11 +176,12 @@ class Settings:
     me_package: bool = False         # the M&E package: 2.0 M&E, FX = M&E − MX, a dialogue guide (pipeline/package.py)
     tracks: tuple[str, ...] | None = None   # track map: a label per audio channel of the file (pipeline/master.py)
     output_tracks: str = "interleaved"      # the deliverable's track structure: interleaved | source (deliverable.py)
+    transcribe: TranscribeSettings = field(default_factory=TranscribeSettings)
 
     @staticmethod
     def from_dict(data: Mapping, source: str | Path = "config") -> "Settings":
         check_keys(data, {"separation", "stem_map", "cleanup", "language", "stereo_downmix", "tracks", "me_package",
-                          "output_tracks"}, "", source)
+                          "output_tracks", "transcribe"}, "", source)
         sep = check_mapping(data.get("separation"), "separation", source)
         check_keys(sep, {f.name for f in fields(SeparationSettings)}, "separation.", source)
         base = SeparationSettings()
@@ -164,6 +214,7 @@ class Settings:
             me_package=check_choice(data.get("me_package", False), (True, False), "me_package", source),
             output_tracks=check_choice(data.get("output_tracks", "interleaved"), OUTPUT_TRACKS, "output_tracks",
                                        source),
+            transcribe=_transcribe_settings(data.get("transcribe"), source),
         )
 
     @staticmethod

@@ -1,5 +1,5 @@
-"""Lists of what was said, for the people who work from it: the dialogue list (CSV, one row per recognised line,
-the spotting list's columns + text, language, confidence), an ADR cue sheet CSV for bulk import into ADR Master
+"""Lists of what was said, for the people who work from it: the dialogue list (CSV: the spotting list's rows and
+columns, one per line of dialogue the VAD found, + the words recognised in it, language, confidence), an ADR cue sheet CSV for bulk import into ADR Master
 (and EdiCue-style tools), and a marker EDL that DaVinci Resolve loads as timeline markers. Timecodes are the
 source's (its start timecode + the line's offset, counted in frames, drop frame included); seconds are media time.
 """
@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from fractions import Fraction
 from pathlib import Path
+from typing import Sequence
 
 from .outputs import write_text_atomic
-from .spotting import CSV_COLUMNS
+from .spotting import CSV_COLUMNS, Spot, spot_row
 from .timecode import StartTimecode, frame_label, frames
-from .words import Line, Transcript
+from .words import Transcript, Word
 
 DIALOGUE_COLUMNS = CSV_COLUMNS + ("text", "language", "confidence")
 # ADR Master maps the columns of a CSV from keywords in its first line (its column mapping can be corrected in the
@@ -31,31 +31,31 @@ def _csv(header: tuple[str, ...], rows) -> str:
     return buf.getvalue()
 
 
-def _label(clock: StartTimecode | None, seconds: float) -> str:
-    return clock.label_at(max(0.0, seconds)) if clock is not None else ""
+def words_of_spots(spots: Sequence[Spot], transcript: Transcript) -> list[list[Word]]:
+    """The recognised words of each spotting line, in order: a word belongs to the line holding its midpoint,
+    else to the nearest line (the recogniser's word edges and the VAD's line edges differ by tenths of a
+    second). No word is lost while there is a line."""
+    found: list[list[Word]] = [[] for _ in spots]
+    if not spots:
+        return found
+    for line in transcript.lines:
+        for word in line.words:
+            mid = (word.start + word.end) / 2
+            gaps = [max(s.start_s - mid, mid - s.end_s, 0.0) for s in spots]
+            found[gaps.index(min(gaps))].append(word)
+    return found
 
 
-def _level(db: float | None) -> str:
-    if db is None:
-        return ""
-    return f"{db:.2f}" if math.isfinite(db) else ("-inf" if db < 0 else "inf")
-
-
-def _dialogue_row(i: int, line: Line, language: str, clock: StartTimecode | None) -> list:
-    return [i, f"{line.start:.3f}", f"{line.end:.3f}", f"{line.end - line.start:.3f}", _label(clock, line.start),
-            _label(clock, line.end), _level(line.level_db), "", " ".join(line.text.split()), language,
-            f"{line.confidence:.3f}"]
-
-
-def write_dialogue_csv(path: Path, transcript: Transcript, clock: StartTimecode | None) -> None:
-    """The dialogue list: a header (DIALOGUE_COLUMNS) and one row per recognised line, in order.
-
-    index, start_s, end_s, duration_s (media seconds to the ms), start_tc, end_tc (labels of the frames holding
-    start and end on the source's clock; empty without a rate, as in the spotting list), level_lufs (the line's
-    level_db: the DX stem's BS.1770 K-weighted level over the line, empty when unmeasured), level_rms_dbfs (kept
-    for the spotting list's readers; empty: a transcript carries one level per line), text, language (ISO 639-1),
-    confidence (mean word probability, 0..1)."""
-    rows = [_dialogue_row(i, line, transcript.language, clock) for i, line in enumerate(transcript.lines, 1)]
+def write_dialogue_csv(path: Path, spots: Sequence[Spot], transcript: Transcript) -> None:
+    """The dialogue list: a header (DIALOGUE_COLUMNS) and one row per spotting line (pipeline.spotting: the
+    VAD's lines of dialogue on the written DX, timecodes on the source's clock, levels measured), with the
+    words recognised in it (`words_of_spots`): text, language (ISO 639-1), confidence (the mean word
+    probability, 0..1; empty for a line with no word recognised)."""
+    rows = []
+    for spot, words in zip(spots, words_of_spots(spots, transcript)):
+        confidence = f"{sum(w.probability for w in words) / len(words):.3f}" if words else ""
+        rows.append(spot_row(spot) + [" ".join(" ".join(w.text for w in words).split()), transcript.language,
+                                      confidence])
     write_text_atomic(Path(path), _csv(DIALOGUE_COLUMNS, rows))
 
 

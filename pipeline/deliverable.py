@@ -47,15 +47,31 @@ class Program:
         return None
 
 
+@dataclass(frozen=True)
+class Languages:
+    """The ISO 639-2 language tags of the deliverable's tracks: `base` (the source's or the config's) for the
+    originals without one, the mix and DX; `dialogue`, the language recognised in the dialogue (None: none),
+    tags the DX and, where `base` is undetermined ("und"), the delivered mix. M&E, MX and FX are `zxx`."""
+
+    base: str
+    dialogue: str | None = None
+
+    def of(self, stem: str) -> str:
+        if stem == "DX":
+            return self.dialogue or self.base
+        if stem == "MIX":
+            return self.dialogue if self.dialogue and self.base == "und" else self.base
+        return NO_LANGUAGE
+
+
 def deliverable_tracks(structure: str, programs: list[Program], info: MediaInfo, profile: str,
-                       language: str) -> list[Track]:
-    """The deliverable's audio tracks for `structure` (interleaved or source); `language` tags the originals
-    without one, the mix and DX."""
+                       languages: Languages) -> list[Track]:
+    """The deliverable's audio tracks for `structure` (interleaved or source), tagged by `languages`."""
     if structure == "source":
-        return source_tracks(programs, info, language)
+        return source_tracks(programs, info, languages)
     if structure != "interleaved":
         raise ValueError(f"output tracks must be one of {', '.join(OUTPUT_TRACKS)}, got {structure!r}")
-    return interleaved_tracks(programs, info, profile, language)
+    return interleaved_tracks(programs, info, profile, languages)
 
 
 def original_title(programs: list[Program], stream: AudioStream) -> str:
@@ -85,39 +101,35 @@ def _used(programs: list[Program]) -> list[AudioStream]:
     return list(seen.values())
 
 
-def interleaved_tracks(programs: list[Program], info: MediaInfo, profile: str, language: str) -> list[Track]:
+def interleaved_tracks(programs: list[Program], info: MediaInfo, profile: str, languages: Languages) -> list[Track]:
     """The master's own tracks (copied untouched; a fold-down's after them), then each program's delivered mix,
     DX, M&E (MX and FX if made) as one track in its layout, then every other audio track of the source, copied
     (a deliverable never drops a track)."""
-    used = _used(programs)
+    used, language = _used(programs), languages.base
     tracks = [_original(programs, s, language) for s in used]
     for p in programs:
-        tracks.append(Track(p.wavs["MIX"], f"{p.what}Delivered mix ({profile})", language))
-        tracks += [Track(p.wavs[stem], f"{p.what}{INTERLEAVED_TITLES[stem]}", _language(stem, language))
+        tracks.append(Track(p.wavs["MIX"], f"{p.what}Delivered mix ({profile})", languages.of("MIX")))
+        tracks += [Track(p.wavs[stem], f"{p.what}{INTERLEAVED_TITLES[stem]}", languages.of(stem))
                    for stem in STEMS[1:] if stem in p.wavs]
     indices = {s.audio_index for s in used}
     return tracks + [_original(programs, s, language) for s in info.audio if s.audio_index not in indices]
 
 
-def _language(stem: str, language: str) -> str:
-    return language if stem in ("MIX", "DX") else NO_LANGUAGE
-
-
-def source_tracks(programs: list[Program], info: MediaInfo, language: str) -> list[Track]:
+def source_tracks(programs: list[Program], info: MediaInfo, languages: Languages) -> list[Track]:
     """Every audio track of the source copied, in the file's order; then for each stem (MIX, DX, ME, MX, FX:
     those every program has) one track per source track the programs read, with that track's channels in its
     order, each picked from the stem's WAV of the program the channel belongs to."""
-    tracks = [_original(programs, s, language) for s in info.audio]
+    tracks = [_original(programs, s, languages.base) for s in info.audio]
     stems = [stem for stem in STEMS if all(stem in p.wavs for p in programs)]
     for stem in stems:
         for stream in info.audio:
-            track = _stem_track(programs, stream, stem, language)
+            track = _stem_track(programs, stream, stem, languages.of(stem))
             if track is not None:
                 tracks.append(track)
     return tracks
 
 
-def _stem_track(programs: list[Program], stream: AudioStream, stem: str, language: str) -> Track | None:
+def _stem_track(programs: list[Program], stream: AudioStream, stem: str, lang: str) -> Track | None:
     """Stem `stem` in the shape of source track `stream` (None when no program reads it): a whole delivered WAV
     when the track is all of one program in its order, else its channels picked one by one."""
     picks, labels, names = [], [], []
@@ -130,7 +142,7 @@ def _stem_track(programs: list[Program], stream: AudioStream, stem: str, languag
                 names.append(p.names[j])
     if not picks:
         return None
-    title, lang = f"{SOURCE_TITLES[stem]} {' '.join(labels)}", _language(stem, language)
+    title = f"{SOURCE_TITLES[stem]} {' '.join(labels)}"
     wav = picks[0][0]
     whole = next(p for p in programs if p.wavs[stem] == wav).master.channels
     if all(path == wav for path, _ in picks) and [j for _, j in picks] == list(range(whole)):

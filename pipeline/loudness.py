@@ -113,6 +113,19 @@ def k_weighting_sos(rate: int) -> np.ndarray:
     return np.array([shelf, high_pass], dtype=np.float64)
 
 
+def weighted_level(audio: np.ndarray, rate: int, layout: str | None = None) -> float:
+    """BS.1770-4 K-weighted level of a short clip, ungated, in dB (LUFS scale): -0.691 + 10 log10(sum G_i z_i),
+    eq. 2 over the whole clip without the 400 ms blocks and gates of eqs. 3-7, so a line of dialogue shorter than
+    a gating block still has a level. -inf for silence or an empty clip."""
+    x = as_2d(audio)
+    keep, g = measured_channels(x.shape[1], layout)
+    if x.shape[0] == 0:
+        return -math.inf
+    y = scipy.signal.sosfilt(k_weighting_sos(check_rate(rate)), x[:, keep].astype(np.float64), axis=0)
+    power = float(np.dot(g, np.mean(np.square(y), axis=0)))
+    return -0.691 + 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
 def gated_loudness(block_lufs: np.ndarray, mask: np.ndarray | None = None) -> float:
     """BS.1770-4 integrated loudness from gating-block loudness (eqs. 4–7): absolute gate −70 LUFS, then
     relative gate −10 LU below the power mean of what passed. `mask` (bool per block) first keeps only

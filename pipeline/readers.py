@@ -3,7 +3,7 @@ reel's audio on disk so memory stays flat however long the reel.
 
 A reader has `frames`, `channels`, `read(start, count)` (float32 (n, channels), clipped to the end) and
 consecutive `blocks(size)`. `RawFile` is a float32 spill file; `WavReader` reads a written stem; `ArrayReader`
-wraps an in-memory array (tests, small inputs); `Mapped`, `Difference`, `Columns` and `Repeat` are views over
+wraps an in-memory array (tests, small inputs); `Mapped`, `Difference`, `Sum`, `Columns` and `Repeat` are views over
 another reader. A `Workspace` owns a reel's spill files and removes them when the reel is done.
 """
 from __future__ import annotations
@@ -139,6 +139,16 @@ class Difference(Reader):
 
     def read(self, start: int, count: int) -> np.ndarray:
         return (self.a.read(start, count) - self.b.read(start, count)).astype(np.float32)
+
+
+class Sum(Reader):
+    """A reader of `a + gain·b` over two aligned readers (the DX with the M&E put back a little: a blend)."""
+
+    def __init__(self, a, b, gain: float):
+        self.a, self.b, self.gain, self.channels, self.frames = a, b, np.float32(gain), a.channels, a.frames
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        return (self.a.read(start, count) + self.gain * self.b.read(start, count)).astype(np.float32)
 
 
 class ArrayReader(Reader):

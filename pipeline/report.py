@@ -11,7 +11,7 @@ import pandas as pd
 from . import htmlreport
 from .outputs import write_text_atomic
 
-STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "remux", "qc")
+STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "words", "remux", "qc")
 
 
 @dataclass
@@ -65,6 +65,11 @@ class ReportRow:
     gain_db: float = math.nan
     limiter_db: float = math.nan
     deliverable: str = ""
+    language: str = ""                 # ISO 639-2 of the dialogue's language as recognised (forced or detected)
+    words: float = math.nan            # words recognised
+    asr_seconds: float = math.nan      # seconds speech recognition took (model load included)
+    asr_error: str = ""                # why there are no words (recognition failed; the stems are delivered)
+    transcript: str = ""               # the transcript file (<title>_transcript.json)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_s: float = math.nan
     rtf: float = math.nan              # processing seconds per second of audio

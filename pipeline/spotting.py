@@ -134,10 +134,14 @@ def write_spotting_csv(path: Path, spots: Iterable[Spot]) -> None:
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(CSV_COLUMNS)
-    for s in spots:
-        out.writerow([s.index, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.duration_s:.3f}", s.start_tc, s.end_tc,
-                      f"{s.level_lufs:.2f}", f"{s.level_rms_dbfs:.2f}"])
+    out.writerows(spot_row(s) for s in spots)
     write_text_atomic(Path(path), buf.getvalue())
+
+
+def spot_row(s: Spot) -> list:
+    """A spot's CSV_COLUMNS values: times to the millisecond, levels to 0.01 dB ("-inf" if none)."""
+    return [s.index, f"{s.start_s:.3f}", f"{s.end_s:.3f}", f"{s.duration_s:.3f}", s.start_tc, s.end_tc,
+            f"{s.level_lufs:.2f}", f"{s.level_rms_dbfs:.2f}"]
 
 
 def srt_time(seconds: float) -> str:

@@ -27,8 +27,8 @@ CACHE_ENV = {
 
 @pytest.fixture(autouse=True, scope="session")
 def offline_env(tmp_path_factory):
-    """No network, an empty model repo (so `auto` means dfn3), empty Hugging Face and torch caches (so weights in
-    the user's caches never change what a test sees) and a private Prefect home for the session; subprocesses
+    """No network, an empty model repo (so `auto` means dfn3), empty Hugging Face, torch and ASR caches (so weights
+    in the user's caches never change what a test sees) and a private Prefect home for the session; subprocesses
     started by tests inherit all of it."""
     home = tmp_path_factory.mktemp("env")
     saved = dict(os.environ)
@@ -37,6 +37,7 @@ def offline_env(tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
         **{name: str(home / sub) for name, sub in CACHE_ENV.items()},
         "REELSPLIT_MODEL_REPO": str(home / "models"),
+        "REELSPLIT_ASR_CACHE": str(home / "asr"),     # the bundled ASR model is assembled here, once a session
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import queue
 import random
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -128,12 +130,22 @@ def assert_complete(path: Path, frames: int) -> None:
         streams = ffprobe(path)["streams"]
         assert [s["codec_type"] for s in streams] == ["video"] + ["audio"] * 4, path
         assert all(abs(float(s["duration"]) - SECONDS) < 0.1 for s in streams if s["codec_type"] == "audio"), path
-    elif path.suffix == ".csv":
+    elif path.suffix == ".csv":      # the dialogue list, the ADR cue sheet: the header and whole lines
         text = path.read_text(encoding="utf-8")
-        assert text.endswith("\n") and "start_s" in next(csv.reader(text.splitlines())), path
+        header = next(csv.reader(text.splitlines()))
+        assert text.endswith("\n") and ("start_s" in header or "Start TC" in header), path
+    elif path.suffix == ".json":     # <title>_transcript.json: whole JSON with its lines
+        assert "lines" in json.loads(path.read_text(encoding="utf-8")), path
     elif path.suffix == ".srt":
         text = path.read_text(encoding="utf-8")
         assert text == "" or text.endswith("\n"), path
+    elif path.suffix == ".vtt":
+        assert path.read_text(encoding="utf-8").startswith("WEBVTT"), path
+    elif path.suffix == ".ttml":     # whole XML: a cut file does not parse
+        assert ET.parse(path).getroot().tag == "{http://www.w3.org/ns/ttml}tt", path
+    elif path.suffix == ".edl":
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith("TITLE:") and text.endswith("\n"), path
     else:
         pytest.fail(f"unexpected output {path}")
 
@@ -170,7 +182,8 @@ def stamps(out: Path, titles) -> dict[Path, int]:
 PLAN = [
     (r"^\[r1\] extract ", "r1 separating"),
     (r"^\[r1\] loudness ", "r1 writing its stems"),
-    (r"^\[r1\] write ", "r1 remuxing (its stems already under their final names)"),
+    (r"^\[r1\] write ", "r1 recognising its words (its stems already under their final names)"),
+    (r"^\[r1\] words ", "r1 remuxing (its stems and transcript already under their final names)"),
     (r"^\[r2\] probe ", "r1 finished; r2 starting"),
     (r"^\[r2\] remux ", "r2 writing its spotting lists and manifest"),
 ]

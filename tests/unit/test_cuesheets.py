@@ -9,9 +9,9 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.cuesheets import (ADR_COLUMNS, DIALOGUE_COLUMNS, write_adr_csv, write_dialogue_csv,
+from pipeline.cuesheets import (ADR_COLUMNS, DIALOGUE_COLUMNS, words_of_spots, write_adr_csv, write_dialogue_csv,
                                 write_marker_edl)
-from pipeline.spotting import CSV_COLUMNS
+from pipeline.spotting import CSV_COLUMNS, Spot, write_spotting_csv
 from pipeline.subtitles import subtitle_events
 from pipeline.timecode import StartTimecode, parse_timecode
 from pipeline.wordfiles import word_paths, write_words
@@ -45,33 +45,36 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("fps", sorted(CASES))
-def test_dialogue_list_timecodes_and_columns(tmp_path, fps):
-    label, expected = CASES[fps]
-    clock = StartTimecode.from_label(label, fps)
+def _spot(index: int, start: float, end: float, level: float = -24.5) -> Spot:
+    return Spot(index, start, end, end - start, f"01:00:{int(start):02d}:00", f"01:00:{int(end):02d}:00", level,
+                level - 3.0)
+
+
+def test_dialogue_list_is_the_spotting_list_with_the_words(tmp_path):
+    """One row per spotting line, its columns as the spotting list writes them, then the words whose middle lies
+    in it; a word between lines joins the nearest; a line with no word has empty text and confidence."""
+    spots = [_spot(1, 9.9, 12.7), _spot(2, 59.8, 64.4), _spot(3, 300.0, 301.0), _spot(4, 599.9, 604.0)]
     path = tmp_path / "reel_dialogue.csv"
-    write_dialogue_csv(path, TRANSCRIPT, clock)
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    write_dialogue_csv(path, spots, TRANSCRIPT)
     header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
     assert tuple(header[: len(CSV_COLUMNS)]) == CSV_COLUMNS and tuple(header) == DIALOGUE_COLUMNS
-    assert [(r["start_tc"], r["end_tc"]) for r in rows] == expected
-    for r, line in zip(rows, TRANSCRIPT.lines):
-        # TC in = start + the offset in whole frames, drop frame included
-        offset = parse_timecode(r["start_tc"], clock.rate) - clock.frame
-        assert offset == int(line.start * clock.rate.fps + Fraction(1, 10**6))
-        assert float(r["start_s"]) == pytest.approx(line.start, abs=5e-4)
-        assert float(r["duration_s"]) == pytest.approx(line.end - line.start, abs=1e-3)
-        assert r["text"] == line.text and r["language"] == "en"
-        assert float(r["confidence"]) == pytest.approx(line.confidence, abs=5e-4)
-        assert r["level_lufs"] == ("" if line.level_db is None else f"{line.level_db:.2f}")
-    assert [int(r["index"]) for r in rows] == [1, 2, 3, 4]
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    spotting = tmp_path / "spots.csv"
+    write_spotting_csv(spotting, spots)
+    assert [{k: r[k] for k in CSV_COLUMNS} for r in rows] == list(csv.DictReader(io.StringIO(spotting.read_text())))
+    assert [r["text"] for r in rows] == ["Where were you | last night?", 'Out. Out where, exactly? With "him", again?',
+                                         "", "Ten minutes in, and it still isn't done."]
+    assert rows[1]["confidence"] == f"{(0.42 + 0.9 * 6) / 7:.3f}" and rows[2]["confidence"] == ""
+    assert {r["language"] for r in rows} == {"en"}
 
 
-def test_dialogue_list_without_a_rate_leaves_timecodes_empty(tmp_path):
-    write_dialogue_csv(tmp_path / "d.csv", TRANSCRIPT, None)
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "d.csv").read_text())))
-    assert all(r["start_tc"] == r["end_tc"] == "" for r in rows) and rows[3]["start_s"] == "600.000"
+def test_words_between_lines_join_the_nearest_and_none_is_lost():
+    spots = [_spot(1, 9.0, 10.5), _spot(2, 11.5, 12.0)]   # "last night?" ends at 12.5, after both lines
+    found = words_of_spots(spots, TRANSCRIPT)
+    assert sum(map(len, found)) == sum(len(line.words) for line in TRANSCRIPT.lines)
+    # "were" (10.42-10.83 s) is nearer line 1; "you" (mid 11.04 s) nearer line 2
+    assert [w.text for w in found[0]] == ["Where", "were"] and found[1][-1].text == "done."
+    assert words_of_spots([], TRANSCRIPT) == []
 
 
 @pytest.mark.parametrize("fps", sorted(CASES))
@@ -125,8 +128,6 @@ def test_write_words_writes_every_file(tmp_path, start, fps, tc):
     assert paths == word_paths(tmp_path / "title", "title")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert not list((tmp_path / "title").glob(".*"))   # no temporary file left
-    rows = list(csv.DictReader(io.StringIO(paths["dialogue_list"].read_text(encoding="utf-8"))))
-    assert rows[0]["start_tc"] == tc
     adr = list(csv.reader(io.StringIO(paths["adr_cues"].read_text(encoding="utf-8"))))
     assert adr[1][2] == (tc or "00:00:10:00")   # without a rate the ADR sheet counts at 24 fps from 00:00:00:00
     srt = paths["srt"].read_text(encoding="utf-8")

@@ -75,6 +75,7 @@ def _add_run(sub) -> None:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                      help="where demucs models run: auto (a GPU when torch sees one), cpu or cuda "
                      "(default: the config's, cpu); DFN3 always runs on the CPU")
+    _add_speed_options(run)
     run.add_argument("--dask", default=None, metavar="local|ADDRESS",
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
@@ -84,6 +85,16 @@ def _add_run(sub) -> None:
     run.add_argument("--tc-rate", default=None, metavar="FPS",
                      help="timecode rate of files that have none (audio only: a BWF's TimeReference gets labels; "
                      "23.976, 24, 25, 29.97, 30, 50, 59.94, 60), or that replaces theirs")
+
+
+def _add_speed_options(parser) -> None:
+    """--precision and --batch-segments (how demucs runs; the config's separation.precision / batch_segments)."""
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="demucs arithmetic on CUDA: fp32, or bf16/fp16 autocast (faster on a GPU, about 50 and "
+                        "65 dB from fp32; benchmarks/RESULTS.md); the CPU runs fp32 only (default: the config's, fp32)")
+    parser.add_argument("--batch-segments", type=int, default=None, metavar="N",
+                        help="demucs segments per forward pass (default: the config's, 0 = auto: 1 on the CPU, on "
+                        "CUDA as many as half the free GPU memory holds, at most 64)")
 
 
 def _add_serve(sub) -> None:
@@ -104,6 +115,7 @@ def _add_serve(sub) -> None:
                      ("--dask", dict(default=None, metavar="local|ADDRESS", help="run the files on Dask workers")),
                      ("--stereo-downmix", dict(action="store_true", help="5.1 sources also get stereo stems"))):
         serve.add_argument(flag, **kw)
+    _add_speed_options(serve)
 
 
 def _add_probe(sub) -> None:
@@ -299,7 +311,8 @@ def _run_settings(args):
     if args.device:
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))
-    return settings
+    from pipeline.config import with_speed_options
+    return with_speed_options(settings, args.precision, args.batch_segments)
 
 
 def cmd_run(args) -> int:
@@ -317,6 +330,8 @@ def cmd_run(args) -> int:
             print("reelsplit: error: --device cuda, but torch sees no CUDA device on this machine "
                   "(use --device auto or cpu)", file=sys.stderr)
             return EXIT_USAGE
+    from pipeline.separate_demucs import check_precision
+    check_precision(settings.separation)
     profile = load_profile(args.profile)
     if args.split_channels:
         profile = dataclasses.replace(profile, split_channels=True)
@@ -373,7 +388,10 @@ def cmd_serve(args) -> int:
     if not args.watch.is_dir():
         raise ConfigError("drop folder: " + ("not a folder" if args.watch.exists() else "not found"), args.watch)
     # what every run will resolve, checked now: a mistake is one line here, not a failed run at 2:00
-    settings = Settings.load(args.config)
+    from pipeline.config import with_speed_options
+    settings = with_speed_options(Settings.load(args.config), args.precision, args.batch_segments)
+    from pipeline.separate_demucs import check_precision
+    check_precision(settings.separation)
     load_profile(args.profile)
     spec = resolve(args.model or settings.separation.model)
     out = args.out.expanduser().absolute()
@@ -388,7 +406,8 @@ def cmd_serve(args) -> int:
     from . import deploy, serve
 
     options = serve.DropOptions(workers=args.workers, dask=args.dask, stream=args.stream,
-                                stereo_downmix=args.stereo_downmix)
+                                stereo_downmix=args.stereo_downmix, precision=args.precision,
+                                batch_segments=args.batch_segments)
     params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
                               options=options)
     zone = args.timezone or serve.local_timezone()

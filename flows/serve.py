@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
-from pipeline.config import Settings
+from pipeline.config import Settings, with_speed_options
 from pipeline.errors import ConfigError
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
@@ -51,6 +51,8 @@ class DropOptions:
     stereo_downmix: bool = False
     start_tc: str | None = None
     tc_rate: str | None = None
+    precision: str | None = None          # --precision: demucs on CUDA in fp32, bf16 or fp16
+    batch_segments: int | None = None     # --batch-segments: demucs segments per forward pass
 
 
 @flow(name="reelsplit-drop-folder")
@@ -63,6 +65,7 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     check_options(options.start_tc, options.tc_rate)
     if options.stereo_downmix:
         settings = dataclasses.replace(settings, stereo_downmix=True)
+    settings = with_speed_options(settings, options.precision, options.batch_segments)
     spec, delivery = resolve(model or settings.separation.model), load_profile(profile)
     out_dir = Path(out)
     log = add_file_log(out_dir / "reports" / "reelsplit.log")

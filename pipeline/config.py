@@ -89,6 +89,10 @@ class SeparationSettings:
     device: str = "cpu"              # cpu | cuda | auto
     dfn3_atten_lim_db: float = 100.0  # DeepFilterNet3 max attenuation; lower keeps more ambience in DX
     dfn3_pairs: str = "mid"          # stereo pairs: "mid" (DFN3 of L+R, placed back by pan) or "channels"
+    batch_segments: int = 0          # demucs segments per forward pass; 0 = auto (1 on the CPU, fit to GPU memory)
+    precision: str = "fp32"          # demucs on CUDA: fp32 | bf16 | fp16 (autocast); the CPU runs fp32 only
+    dfn3_workers: int = 0            # processes running a reel's DFN3 streams at once; 0 = one per stream, up to
+                                     # the cores
 
 
 def parse_tracks(value: Any, source: str | Path = "config") -> tuple[str, ...] | None:
@@ -197,6 +201,12 @@ class Settings:
                                           "separation.dfn3_atten_lim_db", source),
             dfn3_pairs=check_choice(sep.get("dfn3_pairs", base.dfn3_pairs), ("mid", "channels"),
                                     "separation.dfn3_pairs", source),
+            batch_segments=int(check_range(sep.get("batch_segments", base.batch_segments), 0, 1024,
+                                           "separation.batch_segments", source)),
+            precision=check_choice(sep.get("precision", base.precision), ("fp32", "bf16", "fp16"),
+                                   "separation.precision", source),
+            dfn3_workers=int(check_range(sep.get("dfn3_workers", base.dfn3_workers), 0, 256,
+                                         "separation.dfn3_workers", source)),
         )
         stem_map = dict(DEFAULT_STEM_MAP)
         for stem, target in check_mapping(data.get("stem_map"), "stem_map", source).items():
@@ -221,3 +231,15 @@ class Settings:
     def load(path: Path | None = None) -> "Settings":
         path = Path(path) if path else DEFAULT_CONFIG
         return Settings.from_dict(load_yaml(path), source=path)
+
+
+def with_speed_options(settings: Settings, precision: str | None, batch_segments: int | None) -> Settings:
+    """`settings` with --precision / --batch-segments on top (ConfigError for a batch below 0)."""
+    changes = {}
+    if precision:
+        changes["precision"] = precision
+    if batch_segments is not None:
+        changes["batch_segments"] = int(check_range(batch_segments, 0, 1024, "--batch-segments", "command line"))
+    if not changes:
+        return settings
+    return replace(settings, separation=replace(settings.separation, **changes))

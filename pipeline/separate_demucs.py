@@ -2,13 +2,14 @@
 to DX/MX/FX/ME by the stem map.
 
 `demucs.apply.apply_model(split=True)` is itself a sum of overlapping segments (`segment` long,
-`(1 - overlap) × segment` apart), each crossfaded into its neighbours by a triangular weight. `stream_apply`
-runs exactly those segments, in order, each read from the spill file with the context apply_model would give it,
-and writes out every sample no later segment reaches: the whole-file result, segment by segment, with demucs's
-own crossfade at every join (tests/equivalence/test_stream.py compares it with the whole-file call, tests/reference/). The
-input normalisation (demucs.api's mean/std of the mono mix) is measured over the whole group in a first pass,
-as the whole-file call does. A bag of models runs one such pass per model. With `shifts > 0` demucs shifts each
-call at random, so no two runs (whole or streamed) are equal.
+`(1 - overlap) × segment` apart), each crossfaded into its neighbours by a triangular weight.
+`demucs_batch.stream_apply` runs exactly those segments (and those of every shift pass), `batch_segments` at a
+time, each read from the spill file with the context apply_model would give it, and hands on every sample no later
+segment reaches: the whole-file result with demucs's own crossfade at every join (tests/equivalence/test_stream.py
+compares it with the whole-file call, tests/reference/). The input normalisation (demucs.api's mean/std of the mono
+mix) is measured over the whole group in a first pass, as the whole-file call does. A bag of models runs one such
+pass per model. With `shifts > 0` demucs shifts the input at random, so no two runs (whole or streamed) are equal
+unless Python's `random` is seeded alike.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from .config import DEFAULT_STEM_MAP, SeparationSettings
-from .errors import ModelError
+from .demucs_batch import stream_apply
+from .errors import ConfigError, ModelError
 from .layout import Layout
 from .models import ModelSpec
 from .readers import Columns, RawFile, Reader, Repeat, Workspace
@@ -158,6 +160,13 @@ def torch_device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_precision(settings: SeparationSettings) -> None:
+    """ConfigError, one line, for bf16/fp16 where demucs would run on the CPU (autocast is for CUDA only)."""
+    if settings.precision != "fp32" and torch_device(settings.device) == "cpu":
+        raise ConfigError(f"precision {settings.precision} needs a CUDA device (separation.device is "
+                          f"{settings.device}, and demucs runs in fp32 on the CPU): use --device cuda or fp32")
+
+
 def mean_std(reader, block: int) -> tuple[float, float]:
     """Mean and sample standard deviation (as torch.std) of the mono mean of `reader`'s channels."""
     n, s, ss = 0, 0.0, 0.0
@@ -168,55 +177,3 @@ def mean_std(reader, block: int) -> tuple[float, float]:
         return (s / n if n else 0.0), 0.0
     mean = s / n
     return mean, math.sqrt(max(0.0, (ss - n * mean * mean) / (n - 1)))
-
-
-def segment_weight(segment_length: int, transition_power: float = 1.0) -> np.ndarray:
-    """apply_model's triangular transition weight for one segment (demucs/apply.py)."""
-    half = segment_length // 2
-    w = np.concatenate([np.arange(1, half + 1), np.arange(segment_length - half, 0, -1)]).astype(np.float32)
-    return (w / w.max()) ** transition_power
-
-
-def stream_apply(model, reader, mean: float, std: float, settings: SeparationSettings,
-                 device: str) -> Iterator[tuple[int, np.ndarray]]:
-    """`demucs.apply.apply_model(model, mix, split=True)` for one (non-bag) model, streamed: each segment is
-    read from `reader` (model rate, (n, channels)) with the context apply_model would give it, separated,
-    weighted by the same triangle and summed; samples no later segment reaches are yielded as
-    (start, (sources, channels, n) float32), de-normalised. `settings` gives segment, overlap and shifts.
-    Memory: a few segments."""
-    import torch
-    from demucs.apply import apply_model
-    from demucs.apply import TensorChunk
-
-    length, segment, overlap = reader.frames, settings.segment, settings.overlap
-    mean, std = np.float32(mean), np.float32(std)      # as the whole-file call's float32 tensors
-    seg = int(model.samplerate * float(segment if segment is not None else model.segment))
-    stride = int((1 - overlap) * seg)
-    if seg <= 0 or stride <= 0:
-        raise ValueError(f"segment {seg} and overlap {overlap} give no stride")
-    weight = segment_weight(seg)
-    n_src, ch = len(model.sources), reader.channels
-    acc = np.zeros((n_src, ch, 0), np.float32)     # sums for samples [base, base + acc.shape[-1])
-    wsum = np.zeros(0, np.float32)
-    base = 0
-    for offset in range(0, length, stride):
-        w0, w1 = max(0, offset - seg), min(length, offset + 2 * seg)   # the context .padded() may take
-        window = torch.from_numpy(np.ascontiguousarray(((reader.read(w0, w1 - w0) - mean) / std).T))[None]
-        chunk = TensorChunk(window, offset - w0, seg)
-        with torch.inference_mode():
-            out = apply_model(model, chunk, shifts=settings.shifts, split=False, overlap=overlap, device=device,
-                              segment=segment, progress=False)
-        out = out[0].float().cpu().numpy()             # (sources, channels, n)
-        n = out.shape[-1]
-        need = offset + n - base
-        if need > acc.shape[-1]:
-            acc = np.concatenate([acc, np.zeros((n_src, ch, need - acc.shape[-1]), np.float32)], axis=-1)
-            wsum = np.concatenate([wsum, np.zeros(need - wsum.size, np.float32)])
-        acc[..., offset - base:offset - base + n] += weight[:n] * out
-        wsum[offset - base:offset - base + n] += weight[:n]
-        final = min(offset + stride, length) - base       # no later segment starts before offset + stride
-        if final > 0:
-            yield base, acc[..., :final] / wsum[:final] * std + mean
-            acc, wsum, base = acc[..., final:], wsum[final:], base + final
-    if acc.shape[-1]:
-        yield base, acc / wsum * std + mean

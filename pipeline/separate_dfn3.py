@@ -4,7 +4,12 @@ block length, so the result does not depend on the blocking (tests/equivalence/t
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -13,9 +18,9 @@ from .config import SeparationSettings
 from .errors import ModelError
 from .layout import Layout
 from .models import DFN3
-from .readers import Reader, Workspace
+from .readers import RawFile, Reader, Workspace, spill_path
 from .resample import Resampler
-from .stems import Stems
+from .stems import Stems, interleave
 
 BLOCK_S = 10.0          # default block length, seconds
 
@@ -47,6 +52,7 @@ class Dfn3Separator:
         self.atten_lim_db = settings.dfn3_atten_lim_db
         self.frame = self.new_runtime().frame_length
         self.pairs = settings.dfn3_pairs
+        self.settings = settings
 
     def new_runtime(self):
         """A fresh DFN3 runtime (its state is one stream's); drop it on the thread that made it."""
@@ -67,9 +73,13 @@ class Dfn3Separator:
         """DX of `mix` at `rate`, `block_s` seconds read at a time, into the spill file `name`."""
         start = time.perf_counter()
         tracks = self.tracks(layout)
+        block = max(1, int(block_s * rate))
+        if self.processes(len(tracks), mix) > 1:
+            dx = self._separate_in_processes(mix, rate, tracks, workspace, TrackJob(block=block, name=name))
+            return Stems(dx=dx, mx=None, fx=None, model=self.name, seconds=time.perf_counter() - start,
+                         blocks=-(-mix.frames // block))
         engines = [Dfn3Track(self, rate, mix.frames, cols, kind) for cols, kind in tracks]
         dx = workspace.spill(name, mix.channels)
-        block = max(1, int(block_s * rate))
         pending: list[list[np.ndarray]] = [[] for _ in engines]   # per engine, output blocks not yet written
         written = 0
         n_blocks = 0
@@ -106,6 +116,104 @@ class Dfn3Separator:
         for eng in engines:   # drop each DFN3 runtime here, on the thread that made it (it is not Send)
             eng.proc = None
         return Stems(dx=dx, mx=None, fx=None, model=self.name, seconds=time.perf_counter() - start, blocks=n_blocks)
+
+
+    def processes(self, streams: int, mix: Reader) -> int:
+        """How many processes run a reel's DFN3 streams: dfn3_workers (0: one per stream, at most the cores);
+        1 (in this process) for one stream, for a mix that is not a spill file, or inside a daemonic process
+        (a Dask worker), which may not start children."""
+        if streams < 2 or not isinstance(mix, RawFile) or multiprocessing.current_process().daemon:
+            return 1
+        return min(streams, self.settings.dfn3_workers or os.cpu_count() or 1)
+
+    def _separate_in_processes(self, mix: RawFile, rate: int, tracks, workspace: Workspace,
+                               job: "TrackJob") -> RawFile:
+        """Each DFN3 stream in a process of the shared pool (its runtime is single-threaded), read from the mix's
+        spill file and written to its own, then interleaved into the DX spill file `job.name`: the same samples
+        as one after another in this process."""
+        mix.flush()
+        paths = [spill_path(workspace.folder, f"{job.name}-t{i}") for i in range(len(tracks))]
+        jobs = [TrackJob(self.settings, str(mix.path), mix.channels, rate, tuple(cols), kind, str(path), job.block)
+                for (cols, kind), path in zip(tracks, paths)]
+        parts = []
+        try:
+            pool = dfn3_pool(self.processes(len(tracks), mix))
+            for (cols, _), path, _done in zip(tracks, paths, pool.map(run_track, jobs)):
+                parts.append((cols, workspace.adopt(RawFile(path, len(cols), create=False))))
+        except BaseException:
+            for path in paths[len(parts):]:
+                path.unlink(missing_ok=True)
+            raise
+        dx = workspace.spill(job.name, mix.channels)
+        interleave(dx, parts, mix.frames)
+        for _, f in parts:
+            workspace.remove(f)
+        return dx
+
+
+@dataclass(frozen=True)
+class TrackJob:
+    """One DFN3 stream for a worker process: the settings, the mix's spill file (path, channels), its rate,
+    the stream's columns and kind, the output spill file, the block length (frames)."""
+
+    settings: SeparationSettings | None = None
+    mix: str = ""
+    channels: int = 0
+    rate: int = 0
+    cols: tuple[int, ...] = ()
+    kind: str = "channel"
+    out: str = ""
+    block: int = 0
+    name: str = "stem-DX"
+
+
+def run_track(job: TrackJob) -> int:
+    """A worker process's DFN3 stream: the columns of the mix spill file, block by block, into `job.out` (exactly
+    the mix's length, as the in-process path writes it); returns the frames written."""
+    sep = _worker_separator(job.settings)
+    mix = RawFile(job.mix, job.channels, create=False)
+    out = RawFile(job.out, len(job.cols))
+    try:
+        track = Dfn3Track(sep, job.rate, mix.frames, job.cols, job.kind)
+        written = 0
+        for s in range(0, mix.frames, job.block):
+            data = track.push(mix.read(s, job.block)[:, list(job.cols)])
+            out.append(data[:mix.frames - written])
+            written += min(data.shape[0], mix.frames - written)
+        data = track.flush()[:mix.frames - written]
+        out.append(np.pad(data, ((0, mix.frames - written - data.shape[0]), (0, 0))))
+        track.proc = None
+        out.flush()
+        return out.frames
+    finally:
+        mix.close()
+        out.close()
+
+
+_worker_seps: dict = {}
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _worker_separator(settings: SeparationSettings) -> "Dfn3Separator":
+    """The worker process's separator for `settings`, made once per process."""
+    if settings not in _worker_seps:
+        _worker_seps[settings] = Dfn3Separator(settings)
+    return _worker_seps[settings]
+
+
+def dfn3_pool(size: int) -> ProcessPoolExecutor:
+    """The process pool every reel's DFN3 streams share (spawned, so no thread of this process is forked),
+    made on first use and grown when a larger one is asked for."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or size > _pool_size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"))
+            _pool_size = size
+        return _pool
 
 
 class Dfn3Track:

@@ -146,6 +146,9 @@ def settings_for(args):
     settings = dataclasses.replace(settings, separation=sep)
     if args.cleanup:
         settings = dataclasses.replace(settings, cleanup=args.cleanup)
+    # speech recognition is its own measurement (benchmarks/asr.py): off unless --transcribe
+    settings = dataclasses.replace(settings, transcribe=dataclasses.replace(settings.transcribe,
+                                                                            enabled=args.transcribe))
     return with_speed_options(settings, args.precision, args.batch)
 
 
@@ -160,6 +163,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="demucs segments per forward (default: auto)")
     ap.add_argument("--workers", type=int, default=None, help="reels in flight (default: min(reels, 4))")
     ap.add_argument("--cleanup", default=None, help="override the clean-up (auto, none, noisereduce, dfn3)")
+    ap.add_argument("--transcribe", action="store_true",
+                    help="speech recognition too (the words stage; off by default: benchmarks/asr.py measures it)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--source", type=Path, default=None, help="media looped into the reels (default: a demo reel)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache" / "throughput")

@@ -654,8 +654,9 @@ def fill_qc(row: ReportRow, checked: qc.QcResult) -> None:
     row.plots = {"short_term": checked.short_term, "speech": [(r.start_s, r.end_s) for r in checked.speech]}
 
 
-def fill_words(row: ReportRow, words: Words | None) -> None:
-    """The speech recognition's columns: the language's ISO 639-2 tag, words, seconds, the error, the file."""
+def fill_words(row: ReportRow, words: Words | None, clock: StartTimecode | None = None) -> None:
+    """The speech recognition's columns: the language's ISO 639-2 tag, words, seconds, the error, the file; each
+    line's timecode (on `clock`), media seconds and text for the HTML report."""
     if words is None:
         return
     row.asr_seconds, row.asr_error = words.seconds, words.error
@@ -663,6 +664,8 @@ def fill_words(row: ReportRow, words: Words | None) -> None:
         row.language = asr_model.iso639_2(words.transcript.language) if words.transcript.language else ""
         row.words = asr.word_count(words.transcript)
         row.transcript = str(words.path or "")
+        record = asr.transcript_record(words.transcript, clock)
+        row.plots["lines"] = [(line["start_tc"], line["start"], line["text"]) for line in record["lines"]]
 
 
 def _fill_row(reel: Reel) -> ReportRow:
@@ -677,7 +680,7 @@ def _fill_row(reel: Reel) -> ReportRow:
         fold = reel.sub_qc[FOLDDOWN_DIR]
         row.ltrt_lufs, row.ltrt_dx_lufs, row.ltrt_tp_dbtp = fold.output_lufs, fold.dx_lufs, fold.true_peak_dbtp
     row.dialogue_lines = len(reel.spots)
-    fill_words(row, reel.words)
+    fill_words(row, reel.words, reel.start)
     if reel.remuxed is not None:
         row.deliverable = str(reel.remuxed.path)
     if reel.checked.qc == "fail":

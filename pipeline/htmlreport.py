@@ -45,6 +45,7 @@ class FileSection:
     tolerance_lu: float = math.nan
     speech: tuple[tuple[float, float], ...] = ()  # dialogue regions (start_s, end_s)
     duration_s: float = math.nan
+    lines: tuple[tuple[str, float, str], ...] = ()  # recognised lines: (timecode or "", start_s, text)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -286,6 +287,16 @@ def _plot_block(sec: FileSection) -> str:
             f"{_e(target)}bars below: detected dialogue.</p>")
 
 
+def _lines_block(sec: FileSection) -> str:
+    """The recognised lines, each text beside its timecode (media time where the source has no timecode)."""
+    if not sec.lines:
+        return ""
+    rows = "".join(f"<tr><td class=\"tc\">{_e(tc or _clock(start))}</td><td>{_e(text)}</td></tr>"
+                   for tc, start, text in sec.lines)
+    return (f'<details class="words"><summary>Dialogue: {len(sec.lines)} recognised lines</summary>'
+            f'<table class="words"><tr><th>TC in</th><th>text</th></tr>{rows}</table></details>')
+
+
 def _section(i: int, sec: FileSection) -> str:
     parts = [f'<section class="file {_verdict_class(sec)}" id="file-{i}">',
              '<a class="top" href="#summary">↑ summary</a>',
@@ -301,6 +312,7 @@ def _section(i: int, sec: FileSection) -> str:
         parts.append('<p class="checks-h">Failed checks</p><ul class="checks">'
                      + "".join(f"<li>{_e(r)}</li>" for r in sec.qc_reasons) + "</ul>")
     parts.append(_figures_table(sec.figures))
+    parts.append(_lines_block(sec))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 

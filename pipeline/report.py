@@ -129,4 +129,5 @@ def section(row: ReportRow, profile=None) -> htmlreport.FileSection:
         figures=figures, short_term=row.plots.get("short_term", {}),
         target_lufs=target if math.isfinite(target) else num(row.target_lufs),
         tolerance_lu=getattr(profile, "tolerance_lu", math.nan),
-        speech=tuple(tuple(r) for r in row.plots.get("speech", ())), duration_s=num(row.duration_s))
+        speech=tuple(tuple(r) for r in row.plots.get("speech", ())), duration_s=num(row.duration_s),
+        lines=tuple(tuple(r) for r in row.plots.get("lines", ())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import shutil
 import struct
 import subprocess
@@ -234,3 +235,15 @@ def test_renders_in_headless_chromium(page, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert f"<title>reelsplit run {html.escape(RUN_ID, quote=False)}</title>" in dom.stdout
     assert dom.stdout.count("data:image/png;base64,") == 2
+
+
+def test_recognised_lines_beside_their_timecodes():
+    """Each recognised line's text sits in the same row as its timecode (media time m:ss where there is none),
+    escaped; a section without words has no dialogue table."""
+    lines = (("01:00:01:04", 1.186, "Where were you <last> night?"), ("", 75.2, "Out & about."))
+    page = render_report("r", [FileSection("a", "a.mov", "ok", lines=lines), FileSection("b", "b.wav", "ok")],
+                         profile="ebu-r128", model="m", created="now")
+    assert page.count('<table class="words">') == 1 and "2 recognised lines" in page
+    rows = [(html.unescape(tc), html.unescape(text)) for tc, text in
+            re.findall(r'<tr><td class="tc">(.*?)</td><td>(.*?)</td></tr>', page)]
+    assert rows == [("01:00:01:04", "Where were you <last> night?"), ("1:15", "Out & about.")]

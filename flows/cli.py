@@ -420,6 +420,9 @@ def cmd_run(args) -> int:
                       RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
                                  start_tc=args.start_tc, tc_rate=args.tc_rate))
     qc_failed = _print_summary(summary, out)
+    print(f"deliverables: {out}")
+    print(f"report (CSV):  {summary.csv}")
+    print(f"report (HTML): {summary.html}")
     return EXIT_FAILED if summary.failed or (args.strict and qc_failed) else EXIT_OK
 
 

@@ -4,7 +4,6 @@ and a recogniser that fails while the stems are still delivered."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import math
 import re
@@ -17,6 +16,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from asr_reference import PROMPTS, TEXTS, prompt_texts, word_error_rate, words
 from conftest import ffprobe, run_cli
 from pipeline.config import Settings, with_transcribe
 from pipeline.models import resolve
@@ -24,34 +24,8 @@ from pipeline.profiles import load_profile
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = Path("/usr/share/asterisk/sounds/en")
-TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SAID = ("agent-alreadyon", "check-number-dial-again", "conf-getpin", "cannot-complete-as-dialed")
 RATE = 48_000
-
-
-def _texts() -> dict[str, str]:
-    out = {}
-    for line in gzip.open(TEXTS, "rt", encoding="utf-8", errors="replace"):
-        m = re.match(r"^([\w/-]+):\s+(.+)$", line.strip())
-        if m:
-            out[m[1]] = m[2]
-    return out
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^\w' ]+", " ", text.lower().replace("#", " pound ")).split()
-
-
-def _wer(ref: str, hyp: str) -> float:
-    """Word error rate by edit distance over normalised words."""
-    r, h = _words(ref), _words(hyp)
-    d = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        prev, d[0] = d[:], i
-        for j, hw in enumerate(h, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
-    return d[len(h)] / max(1, len(r))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +57,7 @@ def reel(tmp_path_factory):
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:"
                     f"duration={seconds}", "-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
                     "-preset", "ultrafast", "-c:a", "pcm_s24le", "-t", str(seconds), str(mov)], check=True)
-    texts = _texts()
+    texts = prompt_texts()
     return mov, " ".join(texts[name] for name in SAID)
 
 
@@ -104,11 +78,11 @@ def test_words_from_the_dx_stem_and_the_language_on_the_dx_track(harness, reel, 
     summary = _run(harness, [mov], tmp_path / "out", Settings.load())
     row = summary.rows[0]
     assert row.status == "ok" and row.asr_error == ""
-    assert row.language == "eng" and row.words >= 0.85 * len(_words(said))
+    assert row.language == "eng" and row.words >= 0.85 * len(words(said))
     record = json.loads(Path(row.transcript).read_text())
     assert Path(row.transcript) == tmp_path / "out" / "talk" / "talk_transcript.json"
     heard = " ".join(line["text"] for line in record["lines"])
-    assert _wer(said, heard) <= 0.15, heard
+    assert word_error_rate(said, heard) <= 0.15, heard
     assert record["language"] == "en" and record["source"] == "blend" and record["model"].startswith("whisper-base")
     for line in record["lines"]:
         assert re.fullmatch(r"\d\d:\d\d:\d\d:\d\d", line["start_tc"])      # the picture's clock, 25 fps

@@ -2,9 +2,6 @@
 language, the choice between inputs, and a real recorded sentence recognised by the bundled model."""
 from __future__ import annotations
 
-import gzip
-import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,12 +9,11 @@ import pytest
 import soundfile as sf
 import soxr
 
+from asr_reference import PROMPTS, TEXTS, prompt_texts, word_error_rate
 from pipeline import asr, vad
 from pipeline.asr import JOIN_S, AsrOptions, Piece
 from pipeline.readers import ArrayReader
 
-PROMPTS = Path("/usr/share/asterisk/sounds/en")
-TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 
 
 def test_windows_pad_merge_and_gather_regions():
@@ -148,33 +144,9 @@ def test_line_levels_are_the_k_weighted_level_of_the_stem_over_the_line():
     assert got.lines[1].level_db is None                       # silence: unmeasured
 
 
-def _prompt_texts() -> dict[str, str]:
-    texts = {}
-    for line in gzip.open(TEXTS, "rt", encoding="utf-8", errors="replace"):
-        m = re.match(r"^([\w/-]+):\s+(.+)$", line.strip())
-        if m:
-            texts[m[1]] = m[2]
-    return texts
-
-
-def _normalise(text):
-    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
-
-
-def word_errors(ref: str, hyp: str) -> float:
-    """Word error rate by edit distance over normalised words (an independent check: not jiwer)."""
-    r, h = _normalise(ref), _normalise(hyp)
-    d = np.arange(len(h) + 1)
-    for i, rw in enumerate(r, 1):
-        prev, d[0] = d.copy(), i
-        for j, hw in enumerate(h, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
-    return d[len(h)] / max(1, len(r))
-
-
-def test_word_errors():
-    assert word_errors("Please enter your number.", "please enter the number") == 0.25
-    assert word_errors("a b c", "") == 1.0 and word_errors("a b", "a b") == 0.0
+def test_word_error_rate():
+    assert word_error_rate("Please enter your number.", "please enter the number") == 0.25
+    assert word_error_rate("a b c", "") == 1.0 and word_error_rate("a b", "a b") == 0.0
 
 
 @pytest.mark.skipif(not TEXTS.is_file(), reason="apt-get install -y asterisk-core-sounds-en-wav")
@@ -184,7 +156,7 @@ def test_recorded_sentences_are_recognised_word_for_word():
     from pipeline.asr_model import load_recogniser, resolve_asr_model
 
     names = ["agent-alreadyon", "auth-incorrect", "conf-getpin"]
-    texts, parts = _prompt_texts(), []
+    texts, parts = prompt_texts(), []
     for name in names:
         x, r = sf.read(PROMPTS / f"{name}.wav", dtype="float32")
         parts += [np.zeros(int(1.5 * 48_000), np.float32), soxr.resample(x, r, 48_000)]
@@ -194,7 +166,7 @@ def test_recorded_sentences_are_recognised_word_for_word():
     got = asr.transcribe(ArrayReader(stereo), 48_000, regions, load_recogniser(resolve_asr_model(None)),
                          layout="stereo")
     said = " ".join(line.text for line in got.lines)
-    assert word_errors(" ".join(texts[n] for n in names), said) <= 0.10, said
+    assert word_error_rate(" ".join(texts[n] for n in names), said) <= 0.10, said
     assert got.language == "en" and got.language_probability > 0.8
     assert got.model.startswith("whisper-base") and got.source == "dx"
     for word in (w for line in got.lines for w in line.words):

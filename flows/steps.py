@@ -483,6 +483,8 @@ def programs(wavs: dict[str, Path], master: Master) -> list[deliverable.Program]
                                          {k[len(prefix):]: v for k, v in wavs.items() if k.startswith(prefix)},
                                          "Lt/Rt "))
     return found
+
+
 # ---------------------------------------------------------------------------------------------------- words
 
 def _asr_inputs(source: str, dx: Reader, mix: Reader) -> dict[str, Reader]:
@@ -542,9 +544,8 @@ def _write_words(reel: Reel, transcript: Transcript) -> Path:
     return path
 
 
-def _dx_language(reel: Reel) -> str | None:
-    """The ISO 639-2 tag of the language recognised in the reel's dialogue, None when there is none."""
-    words = reel.words
+def _language_tag(words: Words | None) -> str | None:
+    """The ISO 639-2 tag of the language recognised in a reel's dialogue, None when there is none."""
     if words is None or words.transcript is None or not words.transcript.language:
         return None
     return asr_model.iso639_2(words.transcript.language)
@@ -559,9 +560,9 @@ def _start_remux(reel: Reel) -> Future:
         t0 = time.perf_counter()
         first = master.first.audio_index
         _, suffix = remux.deliverable_container(info, first)
+        languages = deliverable.Languages(master.language or reel.settings.language, _language_tag(reel.words))
         tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
-                                                reel.profile.name, deliverable.Languages(
-                                                    master.language or reel.settings.language, _dx_language(reel)))
+                                                reel.profile.name, languages)
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
                              bit_depth=reel.profile.bit_depth, timeout=reel.timeout, timecode=_picture_tc(reel))
         return result, time.perf_counter() - t0
@@ -661,11 +662,11 @@ def fill_words(row: ReportRow, words: Words | None, clock: StartTimecode | None 
         return
     row.asr_seconds, row.asr_error = words.seconds, words.error
     if words.transcript is not None:
-        row.language = asr_model.iso639_2(words.transcript.language) if words.transcript.language else ""
+        row.language = _language_tag(words) or ""
         row.words = asr.word_count(words.transcript)
         row.transcript = str(words.path or "")
-        record = asr.transcript_record(words.transcript, clock)
-        row.plots["lines"] = [(line["start_tc"], line["start"], line["text"]) for line in record["lines"]]
+        row.plots["lines"] = [(clock.label_at(line.start) if clock is not None else "", line.start, line.text)
+                              for line in words.transcript.lines]
 
 
 def _fill_row(reel: Reel) -> ReportRow:

@@ -681,6 +681,7 @@ def _fill_row(reel: Reel) -> ReportRow:
         fold = reel.sub_qc[FOLDDOWN_DIR]
         row.ltrt_lufs, row.ltrt_dx_lufs, row.ltrt_tp_dbtp = fold.output_lufs, fold.dx_lufs, fold.true_peak_dbtp
     row.dialogue_lines = len(reel.spots)
+    row.plots["wavs"] = {name: str(path) for name, path in reel.wavs.items()}   # MIX/DX/ME: the report's excerpts
     fill_words(row, reel.words, reel.start)
     if reel.remuxed is not None:
         row.deliverable = str(reel.remuxed.path)

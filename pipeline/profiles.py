@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from . import naming as names
+from . import qcevents
 from .config import CONFIG_DIR, check_choice, check_keys, check_range, load_yaml
 from .errors import ConfigError
 from .layout import LAYOUTS
@@ -42,6 +43,7 @@ class Profile:
     channel_naming: str = ""    # one channel's file name (+ {channel}); "": naming with .{channel} before .wav
     stem_names: Mapping[str, str] = field(default_factory=dict)   # MIX/DX/ME/MX/FX -> the spec's {stem}
     split_channels: bool = False    # each multichannel stem also as discrete mono WAVs, one per channel
+    qc_events: qcevents.EventSettings = field(default_factory=qcevents.EventSettings)  # which events fail a reel
 
     @property
     def me_ceiling_dbtp(self) -> float:
@@ -69,7 +71,7 @@ class Profile:
         allowed = {"name", "description", "measurement", "target_lufs", "tolerance_lu", "true_peak_dbtp",
                    "sample_rate", "bit_depth", "noise_reduction", "me_true_peak_dbtp", "fallback_min_speech_pct",
                    "fallback_target_lufs", "layouts", "naming", "normalize", "channel_naming", "stem_names",
-                   "split_channels"}
+                   "split_channels", "qc_events"}
         check_keys(data, allowed, "", source)
         missing = [k for k in ("name", "target_lufs", "true_peak_dbtp") if k not in data]
         if missing:
@@ -101,6 +103,7 @@ class Profile:
             normalize=check_choice(data.get("normalize", True), (True, False), "normalize", source),
             split_channels=check_choice(data.get("split_channels", False), (True, False), "split_channels",
                                         source),
+            qc_events=qcevents.settings_from_dict(data.get("qc_events"), source),
             **_naming(data, source),
             **optional,
         )

@@ -52,6 +52,8 @@ class ReportRow:
     me_to_dx_db: float = math.nan      # M&E against DX while dialogue is active
     dx_nonspeech_lu: float = math.nan  # DX where there is no dialogue, relative to DX during dialogue
     clipped_samples: float = math.nan
+    qc_events: str = ""                # the reel's QC events file (<title>_qc_events.csv, pipeline.qcevents)
+    qc_events_n: float = math.nan      # events in it
     dialogue_lines: float = math.nan  # entries in the spotting list
     stereo_lufs: float = math.nan      # stereo downmix of a 5.1 source (on request), integrated
     stereo_tp_dbtp: float = math.nan

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline import (__version__, asr, asr_model, audio, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
-                      media, package, qc, remux, spotting, starttc, vad, wordfiles)
+                      leaks, media, package, qc, qcevents, remux, spotting, starttc, vad, wordfiles)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
@@ -172,6 +172,7 @@ class Reel:
     outputs: list[Path] = field(default_factory=list)
     package: dict[str, Path] = field(default_factory=dict)   # the M&E package's roles, when asked for
     words: Words | None = None           # speech recognition: the transcript, or why there is none
+    events: list = field(default_factory=list)   # QC events (pipeline.qcevents.QcEvent), in time order
 
     @property
     def rate(self) -> int:
@@ -452,8 +453,43 @@ def _qc(reel: Reel) -> None:
         if wavs:
             reel.sub_qc[folder] = _check(wavs, "stereo", reel.profile)
             reasons += [f"{what}: {r}" for r in reel.sub_qc[folder].reasons]
-    if reel.sub_qc:
+    reel.events = _events(reel)
+    reasons += qcevents.judge(reel.events, reel.profile.qc_events)
+    if reasons != list(reel.checked.reasons):
         reel.checked = dataclasses.replace(reel.checked, reasons=tuple(reasons), qc="fail" if reasons else "pass")
+    path = reel.job.out_dir / f"{reel.job.title}_qc_events.csv"
+    reel.outputs.append(qcevents.write_events_csv(path, reel.events, reel.start))
+
+
+def _events(reel: Reel) -> list[qcevents.QcEvent]:
+    """The reel's QC events (pipeline.leaks over the QC's VAD regions and loudness blocks), in time order."""
+    checked, settings = reel.checked, reel.profile.qc_events
+    events = leaks.speech_in_me(checked.speech, checked.me_speech, checked.momentary["DX"],
+                                checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel))
+    events += leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
+    return sorted(events, key=lambda e: e.start_s)
+
+
+def _me_words(reel: Reel) -> Callable[[list], list] | None:
+    """The recogniser over regions of the written M&E (the ASR stage's model and language), None when the reel
+    is not transcribed or recognition failed; a failure here costs the events their words, never the reel."""
+    if reel.words is None or reel.words.transcript is None:
+        return None
+    t, layout = reel.settings.transcribe, reel.probed.layout.name
+
+    def recognise(regions: list) -> list:
+        reader = WavReader(reel.wavs["ME"])
+        try:
+            recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
+            options = asr.AsrOptions(language=reel.words.transcript.language or None, beam_size=t.beam_size)
+            return list(asr.transcribe(reader, reel.rate, regions, recogniser, options=options, layout=layout,
+                                       source="me").lines)
+        except Exception as exc:    # noqa: BLE001 - the events keep their levels, the reel goes on
+            log.warning("speech recognition of the M&E failed for %s: %s", reel.job.path, exc)
+            return []
+        finally:
+            reader.close()
+    return recognise
 
 
 def _spotting(reel: Reel) -> None:
@@ -681,6 +717,8 @@ def _fill_row(reel: Reel) -> ReportRow:
         fold = reel.sub_qc[FOLDDOWN_DIR]
         row.ltrt_lufs, row.ltrt_dx_lufs, row.ltrt_tp_dbtp = fold.output_lufs, fold.dx_lufs, fold.true_peak_dbtp
     row.dialogue_lines = len(reel.spots)
+    row.qc_events_n = len(reel.events)
+    row.qc_events = str(reel.job.out_dir / f"{reel.job.title}_qc_events.csv")
     row.plots["wavs"] = {name: str(path) for name, path in reel.wavs.items()}   # MIX/DX/ME: the report's excerpts
     fill_words(row, reel.words, reel.start)
     if reel.remuxed is not None:

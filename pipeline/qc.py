@@ -53,6 +53,8 @@ class QcResult:
     rate: int
     speech: tuple[vad.Region, ...] = ()
     short_term: dict[str, np.ndarray] = field(default_factory=dict)   # MIX/DX/ME short-term LUFS per 0.1 s
+    me_speech: tuple[vad.Region, ...] = ()                            # the VAD's regions of the written M&E
+    momentary: dict[str, np.ndarray] = field(default_factory=dict)    # MIX/DX/ME 400-ms block LUFS per 0.1 s
 
 
 def _db(x: float) -> float:
@@ -99,7 +101,8 @@ def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, spe
         speech_pct=100.0 * vad.speech_fraction(speech, duration) if duration else 0.0,
         speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
         me_to_dx_db=10 * math.log10(read.e_me / read.e_dx) if read.e_dx > 0 and read.e_me > 0 else float("-inf"),
-        samples=read.samples, rate=read.rate, speech=speech,
+        samples=read.samples, rate=read.rate, speech=speech, me_speech=me_speech,
+        momentary={name: meter.gating_blocks() for name, meter in read.meters.items()},
     )
     m["true_peak_dbtp"] = max(m["stem_true_peaks"].values())
     reasons = verdict(profile, layout, m)

@@ -1,0 +1,176 @@
+"""Speech left in the M&E: are reelsplit's `speech_in_me` QC events where the true leakage is? Precision and recall.
+
+Reels with known stems: dialogue lines (3–5 per reel, at random times) over music and effects from a benchmark
+set's eval split (benchmarks/separation.py's sets: the synthetic corpus, the real full-band recordings of
+benchmarks/real_set.py), 48 kHz stereo, dialogue 0 to −10 dB against the bed. Each reel goes through the default
+separation as `reelsplit run` makes it (DFN3, benchmarks/separation.py `_stream`), then through what the QC does
+(the VAD on the DX and M&E, the loudness meters' momentary blocks, pipeline.leaks.speech_in_me; with --asr the
+bundled recogniser over the candidates, as the run does).
+
+The truth: the error of the M&E, e = M&E estimate − true M&E (= true DX − DX estimate), where it is speech: the
+same VAD run over e alone (no music over it), its regions merged across 0.5 s and at least 0.5 s long, kept when
+e's loudness over them is above --leak-db (−30) against the true dialogue's (BS.1770 momentary blocks): the leak
+intervals.
+Recall: leak intervals that an event overlaps; precision: events that overlap a leak interval.
+
+Reels are split into a dev part (every threshold is chosen on it) and a test part (reported, never tuned on) by
+their index: even = dev, odd = test.
+
+    .venv/bin/python benchmarks/leaks.py --corpus benchmarks/.cache/real-fullband --reels 16 [--asr]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from separation import RATE, _fit, _load, _rms, _stream  # noqa: E402
+
+from pipeline import leaks, vad  # noqa: E402
+from pipeline.config import SeparationSettings  # noqa: E402
+from pipeline.meter import LoudnessMeter  # noqa: E402
+from pipeline.models import ModelSpec  # noqa: E402
+from pipeline.readers import ArrayReader  # noqa: E402
+from pipeline.separate import load_separator  # noqa: E402
+
+
+
+def make_reel(files: dict[str, list[Path]], seconds: float, rng: np.random.Generator,
+              dialogue_db: tuple[float, float] = (-10.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """(true DX, true M&E), (n, 2) float32: 3–5 dialogue lines placed at random, non-overlapping times."""
+    n = int(seconds * RATE)
+    dialogue = np.zeros((n, 2), np.float32)
+    lines = int(rng.integers(3, 6))
+    slots = np.sort(rng.choice(np.arange(int(seconds // 6)), size=min(lines, int(seconds // 6)), replace=False))
+    for slot in slots:
+        clip = _load(files["dialogue"][int(rng.integers(len(files["dialogue"])))])[: int(5.5 * RATE)]
+        at = int(slot * 6 * RATE + rng.integers(0, max(1, int(6 * RATE) - clip.shape[0])))
+        dialogue[at: at + clip.shape[0]] += clip[: n - at]
+    music = _fit(_load(files["music"][int(rng.integers(len(files["music"])))]), n, rng, pad=False)
+    effects = _fit(_load(files["effects"][int(rng.integers(len(files["effects"])))]), n, rng, pad=False)
+    bed = music / _rms(music) + effects / _rms(effects) * 10 ** (rng.uniform(-8, 0) / 20)
+    active = np.abs(dialogue).max(axis=1) > 0
+    level = float(rng.uniform(*dialogue_db))
+    dialogue *= _rms(bed) / _rms(dialogue[active]) * 10 ** (level / 20)
+    scale = 10 ** (-3 / 20) / max(float(np.abs(dialogue + bed).max()), 1e-9) * 10 ** (rng.uniform(-6, 0) / 20)
+    return (dialogue * scale).astype(np.float32), (bed * scale).astype(np.float32)
+
+
+def true_leaks(d: np.ndarray, e: np.ndarray, leak_db: float) -> list[tuple[vad.Region, float]]:
+    """Leak intervals: where the VAD finds speech in the M&E's error `e` alone (no music over it), merged across
+    0.5 s, at least 0.5 s long, with the error's loudness against the true dialogue's over them above `leak_db`;
+    each with that level."""
+    speech = vad.merge_regions(vad.speech_regions(ArrayReader(e), RATE), max_gap_s=0.5)
+    be, bd = blocks(e), blocks(d)
+    out = []
+    for r in speech:
+        if r.duration_s < 0.5:
+            continue
+        level = leaks._block_level(be, r.start_s, r.end_s) - leaks._block_level(bd, r.start_s, r.end_s)
+        if level > leak_db:
+            out.append((r, level))
+    return out
+
+
+def blocks(x: np.ndarray) -> np.ndarray:
+    meter = LoudnessMeter(RATE, 2, "stereo")
+    meter.add(x)
+    return meter.gating_blocks()
+
+
+def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None) -> list:
+    """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
+    speech that separator extracts from the M&E instead of on the M&E)."""
+    dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
+    me_speech = vad.speech_regions(ArrayReader(me if sep is None else _stream(sep, me)[0]), RATE)
+    confirm = None
+    if recogniser is not None:
+        from pipeline import asr
+
+        def confirm(regions):
+            return asr.transcribe(ArrayReader(me), RATE, regions, recogniser, layout="stereo", source="me").lines
+    return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm)
+
+
+def overlaps(r, events) -> bool:
+    return any(min(r.end_s, e.end_s) > max(r.start_s, e.start_s) for e in events)
+
+
+def score(rows: list[dict]) -> dict:
+    tp_events = sum(r["events_true"] for r in rows)
+    events = sum(r["events"] for r in rows)
+    found = sum(r["leaks_found"] for r in rows)
+    total = sum(r["leaks"] for r in rows)
+    r10 = sum(r["found_10"] for r in rows) / max(1, sum(r["leaks_10"] for r in rows))
+    r20 = sum(r["found_20"] for r in rows) / max(1, sum(r["leaks_20"] for r in rows))
+    return {"reels": len(rows), "leaks": total, "events": events, "recall_10": r10, "recall_20": r20,
+            "recall": found / total if total else float("nan"),
+            "precision": tp_events / events if events else float("nan")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", type=Path, action="append", required=True, help="a set with an eval/ split")
+    p.add_argument("--reels", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--leak-db", type=float, default=-30.0)
+    p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
+                   help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
+    p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
+    p.add_argument("--detector", choices=("vad", "dfn3"), default="vad",
+                   help="VAD on the M&E, or on the speech DFN3 extracts from the M&E")
+    p.add_argument("--csv", type=Path)
+    args = p.parse_args(argv)
+    sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
+    recogniser = None
+    if args.asr:
+        from pipeline import asr_model
+        recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model("bundled"))
+    rows = []
+    for corpus in args.corpus:
+        split = corpus / "eval" if (corpus / "eval").is_dir() else corpus
+        files = {s: sorted((split / s).glob("*.wav")) for s in ("dialogue", "music", "effects")}
+        rng = np.random.default_rng(args.seed)
+        for i in range(args.reels):
+            d, m = make_reel(files, args.seconds, rng, tuple(args.dialogue_db))
+            t0 = time.perf_counter()
+            dx, me = _stream(sep, d + m)
+            truth = [r for r, _ in true_leaks(d, me - m, args.leak_db)]
+            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None)
+            levels = [lv for _, lv in true_leaks(d, me - m, args.leak_db)]
+            rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
+                         "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),
+                         "leaks_10": sum(lv > -10 for lv in levels),
+                         "found_10": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -10),
+                         "leaks_20": sum(lv > -20 for lv in levels),
+                         "found_20": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -20),
+                         "events": len(events), "events_true": sum(overlaps(e, truth) for e in events),
+                         "event_words": sum(e.words for e in events), "seconds": round(time.perf_counter() - t0, 1)})
+            print(rows[-1], flush=True)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    print(f"\nleaks above {args.leak_db:g} dB against the dialogue; detector {'VAD + ASR' if args.asr else 'VAD'}\n")
+    print("| set | part | reels | leak intervals | events | recall | recall > -20 dB | recall > -10 dB | precision |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in sorted({r["set"] for r in rows}):
+        for part in ("dev", "test"):
+            s = score([r for r in rows if r["set"] == name and r["part"] == part])
+            print(f"| {name} | {part} | {s['reels']} | {s['leaks']} | {s['events']} | {s['recall']:.2f} | "
+                  f"{s['recall_20']:.2f} | {s['recall_10']:.2f} | {s['precision']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

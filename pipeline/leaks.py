@@ -1,0 +1,127 @@
+"""What the separation left on the wrong side, as timecoded QC events: speech in the M&E, bed in the DX.
+
+`speech_in_me`: where the VAD finds speech in the M&E while the DX has dialogue (the VAD's regions of both, from
+the QC), merged and kept when long enough; each event's level is the M&E's loudness against the DX's over it
+(BS.1770 momentary blocks, dB), and the words a recogniser hears in the M&E there (`confirm`, the ASR stage's
+recogniser over the events) are counted and quoted — a line left in the M&E is the fault that gets a
+localization delivery rejected (Netflix's "Extraneous Dialogue").
+
+`bed_in_dx`: stretches without dialogue where the DX still carries sound (music or effects the separation put in
+the dialogue), in LU against the DX's own level in dialogue.
+
+Both read the 400-ms momentary loudness blocks (every 100 ms) the QC's meters already computed; nothing is read
+again except the M&E over the events, for the recogniser.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from .loudness import GATE_BLOCK_S, HOP_S, gated_loudness
+from .qcevents import QcEvent, merged
+from .vad import Region, RegionLike, block_mask, merge_regions
+from .words import Line
+
+# Defaults, overridable per profile (`qc_events: {speech_in_me: {min_s: …}}`); chosen on the dev part of
+# benchmarks/leaks.py (see docs/DESIGN.md, "QC events").
+SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5}
+BED_IN_DX = {"above_lu": -20.0, "min_s": 2.0, "merge_gap_s": 1.0, "guard_s": 0.5}
+QUOTE_WORDS = 12     # words quoted in an event's detail
+
+
+def intersect(a: Iterable[RegionLike], b: Iterable[RegionLike]) -> list[Region]:
+    """The time both sets of regions cover, in order."""
+    a, b = list(merge_regions(a)), list(merge_regions(b))
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i].start_s, b[j].start_s), min(a[i].end_s, b[j].end_s)
+        if end > start:
+            out.append(Region(start, end))
+        if a[i].end_s < b[j].end_s:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _block_level(blocks: np.ndarray, start_s: float, end_s: float) -> float:
+    """Energy mean, in LUFS, of the momentary blocks that lie inside [start_s, end_s) (the one nearest the
+    middle when none fits)."""
+    first = int(math.ceil(start_s / HOP_S))
+    last = int(math.floor((end_s - GATE_BLOCK_S) / HOP_S))
+    if last < first:
+        first = last = int(round(((start_s + end_s) / 2 - GATE_BLOCK_S / 2) / HOP_S))
+    chosen = blocks[max(0, first): max(0, min(blocks.size, last + 1))]
+    if chosen.size == 0:
+        return float("-inf")
+    return gated_loudness(chosen, None) if np.isfinite(chosen).any() else float("-inf")
+
+
+def leak_candidates(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike],
+                    thresholds: Mapping[str, float]) -> list[Region]:
+    """Speech in the M&E during dialogue: the regions' intersection, merged across gaps up to merge_gap_s,
+    kept from min_s."""
+    both = merge_regions(intersect(dx_speech, me_speech), max_gap_s=thresholds["merge_gap_s"])
+    return [r for r in both if r.duration_s >= thresholds["min_s"]]
+
+
+def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
+                 me_blocks: np.ndarray, overrides: Mapping[str, float] = {},
+                 confirm: Callable[[list[Region]], Iterable[Line]] | None = None) -> list[QcEvent]:
+    """`speech_in_me` events. `dx_blocks`/`me_blocks`: momentary loudness (LUFS) of the written DX and M&E per
+    HOP_S; `confirm`: the recogniser over the candidate regions of the M&E (its lines in reel time), None
+    without one (then words are 0 and the detail says so)."""
+    t = merged(SPEECH_IN_ME, overrides, "speech_in_me")
+    regions = leak_candidates(dx_speech, me_speech, t)
+    words: list = []
+    if confirm is not None and regions:
+        words = [w for line in confirm(regions) for w in line.words if w.probability >= t["min_word_p"]]
+    events = []
+    for r in regions:
+        level = _block_level(me_blocks, r.start_s, r.end_s) - _block_level(dx_blocks, r.start_s, r.end_s)
+        heard = [w for w in words if r.start_s <= (w.start + w.end) / 2 < r.end_s]
+        said = " ".join(w.text for w in heard[:QUOTE_WORDS]) + (" …" if len(heard) > QUOTE_WORDS else "")
+        level_text = f"M&E {level:+.1f} dB against DX" if math.isfinite(level) else "M&E level unknown"
+        heard_text = (f'words heard in the M&E: "{said}"' if heard else
+                      "no words recognised" if confirm is not None else "not checked for words")
+        events.append(QcEvent("speech_in_me", r.start_s, r.end_s, "ME", "", level if math.isfinite(level) else None,
+                              len(heard), f"speech in M&E during dialogue; {level_text}; {heard_text}"))
+    return events
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index runs where `mask` is True."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def bed_in_dx(dx_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
+              overrides: Mapping[str, float] = {}) -> list[QcEvent]:
+    """`bed_in_dx` events: runs of momentary blocks away from dialogue (guard_s from any speech region) where
+    the DX is louder than its own dialogue level + above_lu (LU; e.g. −20), merged across merge_gap_s, kept
+    from min_s. level_db: the run's DX loudness against the DX in dialogue, LU."""
+    t = merged(BED_IN_DX, overrides, "bed_in_dx")
+    speech = list(merge_regions(dx_speech))
+    if dx_blocks.size == 0 or not speech:
+        return []
+    in_dialogue = block_mask(speech, dx_blocks.size)
+    reference = gated_loudness(dx_blocks, in_dialogue)
+    if not math.isfinite(reference):
+        return []
+    guarded = block_mask([(max(0.0, r.start_s - t["guard_s"]), r.end_s + t["guard_s"]) for r in speech],
+                         dx_blocks.size)
+    loud = (~guarded) & np.isfinite(dx_blocks) & (dx_blocks > reference + t["above_lu"])
+    centre = (GATE_BLOCK_S - HOP_S) / 2      # a run of blocks spans their centres, HOP_S / 2 either side
+    spans = merge_regions([(a * HOP_S + centre, b * HOP_S + centre) for a, b in _runs(loud)],
+                          max_gap_s=t["merge_gap_s"])
+    events = []
+    for r in spans:
+        if r.duration_s < t["min_s"]:
+            continue
+        level = _block_level(dx_blocks, r.start_s, r.end_s) - reference
+        events.append(QcEvent("bed_in_dx", r.start_s, r.end_s, "DX", "", level,
+                              detail=f"DX without dialogue at {level:+.1f} LU against its dialogue "
+                                     f"({t['above_lu']:+.0f} LU allowed)"))
+    return events

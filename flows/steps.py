@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import (__version__, asr, asr_model, audio, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
+from pipeline import (__version__, asr, asr_model, audio, battery, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
                       leaks, media, package, qc, qcevents, remux, spotting, starttc, vad, wordfiles)
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, TitleLockedError
@@ -467,6 +467,11 @@ def _events(reel: Reel) -> list[qcevents.QcEvent]:
     events = leaks.speech_in_me(checked.speech, checked.me_speech, checked.momentary["DX"],
                                 checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel))
     events += leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
+    video = reel.probed.info.video[0] if reel.probed.info.video else None
+    fps = float(video.frame_rate) if video is not None and video.frame_rate else None
+    stems = {name: path for name, path in reel.wavs.items() if "/" not in name and name in ("MIX", "DX", "ME")}
+    events += battery.run_battery(stems, reel.probed.layout.name, settings,
+                                  picture_s=video.duration_s if video is not None else None, fps=fps)
     return sorted(events, key=lambda e: e.start_s)
 
 

@@ -40,6 +40,7 @@ class VideoStream:
     width: int
     height: int
     frame_rate: Fraction | None   # frames per second (r_frame_rate), e.g. 24000/1001
+    duration_s: float | None = None   # the stream's own duration (Matroska: its DURATION tag), None if unknown
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     width=_int(stream.get("width")),
                     height=_int(stream.get("height")),
                     frame_rate=_fraction(stream.get("r_frame_rate")) or _fraction(stream.get("avg_frame_rate")),
+                    duration_s=_float(stream.get("duration")) or _clock(tags.get("duration")),
                 )
             )
     duration = _float(fmt.get("duration"))

@@ -296,7 +296,14 @@ def test_plays_in_headless_chromium(reel, tmp_path):
     """Offline, every excerpt's three players load their media and report its duration; the events are there."""
     _, page = reel
     path = tmp_path / "run.html"
-    path.write_text(page, encoding="utf-8")
+    # test-only: once the media are loaded, move the first excerpt's shown player to 2.5 s, click another stem's
+    # button and record which player shows and where it stands
+    probe = ("<script>setTimeout(function(){var ex=document.querySelector('.ex'),a=ex.querySelector("
+             "'audio:not([hidden])');a.currentTime=2.5;ex.querySelector('.abc button:not(.on)').click();"
+             "var b=ex.querySelector('audio:not([hidden])');document.body.setAttribute('data-switched',"
+             "b.dataset.stem+' '+b.currentTime.toFixed(2)+' '+ex.querySelectorAll('audio:not([hidden])').length+' '"
+             "+a.dataset.stem);},3000);</script></body>")
+    path.write_text(page.replace("</body>", probe), encoding="utf-8")
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
@@ -313,6 +320,11 @@ def test_plays_in_headless_chromium(reel, tmp_path):
         assert all(durations), f"a player did not load its media: {[t[:80] for t in tags]}"
         assert all(float(d.group(1)) == pytest.approx(float(seconds), abs=0.05) for d in durations)
     assert dom.count('<tr class="ev') == 6 and CLOCK.label_at(11.0) in dom
+    # the switch: another stem shows, alone, at the position the first one was at
+    switched = re.search(r'<body data-switched="(\w+) ([\d.]+) (\d) (\w+)"', dom)
+    assert switched, "the switch did not run"
+    stem, at, shown, before = switched.groups()
+    assert stem != before and float(at) == pytest.approx(2.5, abs=0.05) and shown == "1"
 
 
 def test_dialogue_excerpts_spread_over_the_reel():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import htmlreport
+from . import excerpts, htmlreport
 from .outputs import write_text_atomic
 
 STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "words", "remux", "qc")
@@ -132,4 +132,15 @@ def section(row: ReportRow, profile=None) -> htmlreport.FileSection:
         target_lufs=target if math.isfinite(target) else num(row.target_lufs),
         tolerance_lu=getattr(profile, "tolerance_lu", math.nan),
         speech=tuple(tuple(r) for r in row.plots.get("speech", ())), duration_s=num(row.duration_s),
-        lines=tuple(tuple(r) for r in row.plots.get("lines", ())))
+        lines=tuple(tuple(r) for r in row.plots.get("lines", ())), listening=listening(row, profile))
+
+
+def listening(row: ReportRow, profile=None) -> excerpts.Listening | None:
+    """The reel's QC events and excerpts to hear (pipeline.excerpts), None for a failed reel. Which events fail:
+    the profile's rules, or without a profile the kinds the row's QC reasons name."""
+    if row.status == "failed":
+        return None
+    reasons = [r for r in str(row.qc_reasons or "").split("; ") if r]
+    fails = excerpts.judge_with(getattr(profile, "qc_events", None), reasons)
+    return excerpts.listen(row.qc_events or None, row.plots.get("wavs"), layout=str(row.layout or ""),
+                           lines=row.plots.get("lines", ()), speech=row.plots.get("speech", ()), fails=fails)

@@ -218,7 +218,8 @@ def test_delivered_dx_is_dialogue(batch):
 def test_audio_only_input_gets_wav_stems_only(batch):
     assert sorted(p.name for p in (batch["out"] / "hot").iterdir() if not p.name.startswith(".")) == [
         "hot_DX.wav", "hot_ME.wav", "hot_MIX.wav", "hot_adr.csv", "hot_dialogue.csv", "hot_dialogue.srt",
-        "hot_markers.edl", "hot_subtitles.srt", "hot_subtitles.ttml", "hot_subtitles.vtt", "hot_transcript.json",
+        "hot_markers.edl", "hot_qc_events.csv", "hot_subtitles.srt", "hot_subtitles.ttml", "hot_subtitles.vtt",
+        "hot_transcript.json",
         "manifest.json"]
 
 

@@ -427,7 +427,7 @@ def cmd_run(args) -> int:
     from pipeline.batch import discover
     files = {item.title: item.path for item in discover(list(args.inputs)) if not item.problem}
     with prefect_env.connected(server), display.showing(files, quiet=args.quiet, every=args.progress_every,
-                                                        words=settings.transcribe.enabled):
+                                                        words=settings.transcribe.enabled, local=not args.dask):
         summary = run(list(args.inputs), out, spec, settings, profile,
                       RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
                                  start_tc=args.start_tc, tc_rate=args.tc_rate))

@@ -166,8 +166,9 @@ class Board:
 
     def duration(self, title: str) -> float:
         """The file's seconds of audio; one not (yet) probed counts as the mean of the others."""
-        known = [d for d in self.durations.values() if d > 0]
-        got = self.durations.get(title, math.nan)
+        durations = dict(self.durations)      # a copy: the probing thread may be adding to it
+        known = [d for d in durations.values() if d > 0]
+        got = durations.get(title, math.nan)
         return got if got > 0 else (sum(known) / len(known) if known else 0.0)
 
     def line(self, tracked: Tracked, now: float) -> Line:
@@ -346,13 +347,16 @@ def mode(quiet: bool) -> str:
 
 
 @contextlib.contextmanager
-def showing(paths: dict[str, Path], *, quiet: bool = False, every: float = PLAIN_EVERY_S,
-            words: bool = True) -> Iterator[Board]:
-    """The progress of a run over `paths` (title → file) shown for the block's duration (see the module)."""
+def showing(paths: dict[str, Path], *, quiet: bool = False, every: float = PLAIN_EVERY_S, words: bool = True,
+            local: bool = True) -> Iterator[Board]:
+    """The progress of a run over `paths` (title → file) shown for the block's duration (see the module). Not
+    when the files run elsewhere (`local` False: Dask workers, whose reports cannot reach this process)."""
     global _board
     board = Board(list(paths), words=words)
-    board.probe_durations(paths)
-    view = {"live": lambda: LiveView(board), "plain": lambda: PlainView(board, every)}.get(mode(quiet))
+    view = {"live": lambda: LiveView(board), "plain": lambda: PlainView(board, every)}.get(mode(quiet) if local
+                                                                                          else "quiet")
+    if view is not None:
+        board.probe_durations(paths)
     _board = board
     try:
         with view() if view else contextlib.nullcontext():

@@ -14,6 +14,7 @@ from pipeline import __version__
 from pipeline.errors import OutputError, PipelineError
 from pipeline.malloc import tune_malloc
 
+from . import display
 from .logs import add_file_log, setup_console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -90,6 +91,11 @@ def _add_run(sub) -> None:
                      help="start timecode of the outputs (BWF TimeReference, iXML, spotting lists) instead of each "
                      "file's own (HH:MM:SS;FF for drop frame)")
     _add_words_options(run)
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print only errors and the final summary (no stage lines, no progress)")
+    run.add_argument("--progress-every", type=float, default=display.PLAIN_EVERY_S, metavar="SECONDS",
+                     help="when the output is not a terminal (a log, CI, cron): a progress line per running stage "
+                     f"this often (default {display.PLAIN_EVERY_S:g}); on a terminal the progress is redrawn in place")
     run.add_argument("--tc-rate", default=None, metavar="FPS",
                      help="timecode rate of files that have none (audio only: a BWF's TimeReference gets labels; "
                      "23.976, 24, 25, 29.97, 30, 50, 59.94, 60), or that replaces theirs")
@@ -346,12 +352,12 @@ def _say_words(settings) -> None:
     """The speech recognition's model, resolved now (a wrong --asr-model is one line before any work), printed."""
     t = settings.transcribe
     if not t.enabled:
-        print("reelsplit: speech recognition off (--no-transcribe)", flush=True)
+        display.echo("reelsplit: speech recognition off (--no-transcribe)")
         return
     from pipeline.asr_model import resolve_asr_model
     language = "detected per reel" if t.language == "auto" else t.language
-    print(f"reelsplit: speech recognition {resolve_asr_model(t.model).label} on {t.source}, language {language}",
-          flush=True)
+    display.echo(f"reelsplit: speech recognition {resolve_asr_model(t.model).label} on {t.source}, language "
+                 f"{language}")
 
 
 def _print_summary(summary, out: Path) -> int:
@@ -384,6 +390,9 @@ def cmd_run(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise SystemExit("reelsplit: --workers must be at least 1")
+    if not args.progress_every > 0:
+        raise SystemExit("reelsplit: --progress-every must be more than 0 seconds")
+    display.set_quiet(args.quiet)
     from pipeline.starttc import check_options
     check_options(args.start_tc, args.tc_rate)
     settings = _run_settings(args)
@@ -397,12 +406,12 @@ def cmd_run(args) -> int:
     if args.split_channels:
         profile = dataclasses.replace(profile, split_channels=True)
     spec = resolve(args.model or settings.separation.model)
-    print(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
-          + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"
-             if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""), flush=True)
+    display.echo(f"reelsplit: model {spec.label} [{spec.kind}, {spec.source}]"
+                 + (" (auto: htdemucs not installed locally, using the bundled DeepFilterNet3)"
+                    if (args.model or settings.separation.model) == "auto" and spec.kind == "dfn3" else ""))
     from pipeline.cleanup import AUTO, auto_reason, resolve_method
-    print(f"reelsplit: dialogue clean-up {resolve_method(settings.cleanup, spec.kind)}"
-          + (f" (auto: {auto_reason(spec.kind)})" if settings.cleanup == AUTO else ""), flush=True)
+    display.echo(f"reelsplit: dialogue clean-up {resolve_method(settings.cleanup, spec.kind)}"
+                 + (f" (auto: {auto_reason(spec.kind)})" if settings.cleanup == AUTO else ""))
     _say_words(settings)
     from . import prefect_env
     prefect_env.configure()
@@ -415,7 +424,10 @@ def cmd_run(args) -> int:
         add_file_log(out / "reports" / "reelsplit.log")
     except OSError as exc:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
-    with prefect_env.connected(server):
+    from pipeline.batch import discover
+    files = {item.title: item.path for item in discover(list(args.inputs)) if not item.problem}
+    with prefect_env.connected(server), display.showing(files, quiet=args.quiet, every=args.progress_every,
+                                                        words=settings.transcribe.enabled, local=not args.dask):
         summary = run(list(args.inputs), out, spec, settings, profile,
                       RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
                                  start_tc=args.start_tc, tc_rate=args.tc_rate))

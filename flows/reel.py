@@ -26,6 +26,7 @@ from pipeline.models import ModelSpec
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow, write_reports
 
+from . import display
 from .steps import ReelJob, process_reel
 
 
@@ -89,7 +90,7 @@ def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profil
     logger = get_run_logger()
 
     def say(message: str) -> None:
-        print(message, flush=True)
+        display.echo(message)
         logger.info(message)
 
     try:
@@ -102,8 +103,12 @@ def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profil
         row = ReportRow(file=str(job.path), title=job.title, stage=exc.stage, model=spec.name, profile=profile.name,
                         error=f"{exc} (still changing after {attempt} tries)")
         say(f"[{job.title}] FAILED at {row.stage}: {job.path}: {row.error}")
+        display.finish(job.title, row.status, row.stage_seconds)
         return row
-    return process_reel(job, spec, settings, profile, force=force, say=say)
+    with display.reporting(job.title):    # the stages' progress in samples, to the terminal's display
+        row = process_reel(job, spec, settings, profile, force=force, say=say)
+    display.finish(job.title, row.status, row.stage_seconds)
+    return row
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -116,13 +121,13 @@ def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings
               options: RunOptions = RunOptions()) -> RunSummary:
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     items = discover(inputs)
-    print(f"reelsplit: {len(items)} file(s), model {spec.label}, profile {profile.name}, out {out}")
+    display.echo(f"reelsplit: {len(items)} file(s), model {spec.label}, profile {profile.name}, out {out}")
     jobs = [ReelJob(i.path, i.title, out / i.title, options.audio_stream, options.start_tc, options.tc_rate)
             for i in items if not i.problem]
     rows = [ReportRow(file=str(i.path), title=i.title, error=i.problem, stage="input", model=spec.name,
                       profile=profile.name) for i in items if i.problem]
     for row in rows:
-        print(f"[{row.title}] FAILED at input: {row.file}: {row.error}")
+        display.echo(f"[{row.title}] FAILED at input: {row.file}: {row.error}")
     set_torch_threads(min(options.workers or 1, max(1, len(jobs))))   # fewer files than workers: more threads each
     futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=options.force)
     rows += [f.result() for f in futures]

@@ -44,6 +44,8 @@ from pipeline.stems import Stems
 from pipeline.timecode import StartTimecode
 from pipeline.words import Transcript
 
+from . import display
+
 log = logging.getLogger("reelsplit")
 
 # silero-vad runs this much audio per batch of ~33 s lanes: about 58 MB whatever the reel's length. Measured on
@@ -95,12 +97,12 @@ class StageTimer:
     def __init__(self, row: ReportRow, title: str, say: Callable[[str], None]):
         self.row, self.title, self.say = row, title, say
         self.current = "probe"
-        self.started = time.perf_counter()
+        self.started = self.stage_started = time.perf_counter()
 
     @contextlib.contextmanager
     def __call__(self, name: str):
         self.current = name
-        t0 = time.perf_counter()
+        self.stage_started = t0 = time.perf_counter()     # the progress display's speed is since then
         yield
         self.record(name, time.perf_counter() - t0)
 
@@ -193,6 +195,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
                     cleanup=cleanup.resolve_method(settings.cleanup, spec.kind), profile=profile.name,
                     target_lufs=profile.target_lufs, ceiling_dbtp=profile.true_peak_dbtp)
     timed = StageTimer(row, job.title, say)
+    display.track(job.title, timed)     # the terminal's progress display (flows/display.py), when there is one
     try:
         with timed("probe"):
             probed = _probe(job, spec, settings, profile, row)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .layout import find_layout
 from .loudness import weighted_level
+from .progress import report
 from .readers import Reader
 from .resample import Resampler
 from .vad import RegionLike, merge_regions
@@ -160,6 +161,11 @@ def _window(recogniser, audio: np.ndarray, pieces: tuple[Piece, ...], language: 
     return lines, info.language, 1.0 if language else float(info.language_probability)
 
 
+def _speech_frames(pieces: tuple[Piece, ...], rate: int) -> int:
+    """The reel's frames a window recognises (its pieces, without the joining silence): its progress."""
+    return sum(round(p.end * rate) - round(p.start * rate) for p in pieces)
+
+
 def _score(lines: list[Line]) -> float:
     """The recogniser's confidence in a window's lines: the mean probability of their words (0 for none)."""
     probs = [w.probability for line in lines for w in line.words]
@@ -179,7 +185,9 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
     language, probability, lines = options.language, 1.0 if options.language else 0.0, []
-    for pieces in plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s):
+    windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
+    total, done = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0
+    for pieces in windows:
         best: list[Line] | None = None
         for reader in readers.values():
             got, found, p = _window(recogniser, read_window(reader, rate, pieces, weights), pieces, language,
@@ -187,6 +195,8 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
             if language is None:        # detected on the first speech, kept for the reel
                 language, probability = found, p
             best = got if best is None or _score(got) > _score(best) else best
+            done += _speech_frames(pieces, rate)
+            report("words", done, total)
         lines += best
     return Transcript(language or "", probability, tuple(lines), recogniser.label,
                       source if len(readers) == 1 else "+".join(readers))

@@ -21,6 +21,7 @@ from .ixml import append_chunk, ixml_document
 from .layout import Layout, get_layout
 from .master import Master
 from .outputs import atomic_output
+from .progress import report
 from .readers import RawFile, raw_bytes
 from .resample import Resampler
 from .timecode import StartTimecode
@@ -120,6 +121,7 @@ def extract_to_raw(path: Path, master: Master, raw: RawFile, *, rate_out: int | 
     proc = popen_reader(cmd, timeout=timeout)
     assert proc.stdout is not None
     carry, decoded = b"", 0
+    total = round((master.duration_s or 0.0) * master.sample_rate)    # declared: 0 when the file does not say
     try:
         while data := proc.stdout.read(_READ_FRAMES * frame):
             data = carry + data
@@ -128,6 +130,7 @@ def extract_to_raw(path: Path, master: Master, raw: RawFile, *, rate_out: int | 
             block = np.frombuffer(data[:usable], dtype="<f4").reshape(-1, master.channels)
             decoded += block.shape[0]
             raw.append(rs.push(block))
+            report("extract", decoded, total)
         raw.append(rs.flush())
     finally:
         stderr = finish(proc, timeout=timeout, path=path)

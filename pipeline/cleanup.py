@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import SeparationSettings
 from .layout import Layout
+from .progress import relabel, report
 from .readers import Reader, Workspace
 
 AUTO = "auto"
@@ -87,7 +88,8 @@ class Dfn3Cleanup:
         from .separate_dfn3 import Dfn3Separator
 
         per_channel = Dfn3Separator(dataclasses.replace(self.separation, dfn3_pairs="channels"))
-        return per_channel.separate(dx, rate, layout, workspace, name="dx-clean").dx
+        with relabel("cleanup"):
+            return per_channel.separate(dx, rate, layout, workspace, name="dx-clean").dx
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class NoiseReduce:
         out = workspace.spill("dx-clean", dx.channels)
         for block in self.blocks(dx, rate):
             out.append(block)
+            report("cleanup", out.frames, dx.frames)
         out.flush()
         return out
 

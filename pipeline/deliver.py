@@ -13,6 +13,7 @@ import numpy as np
 from .loudness import Loudness, gain_to_target
 from .meter import LoudnessMeter, StreamingLimiter, TruePeakMeter
 from .profiles import Profile
+from .progress import report
 
 MAX_PASSES = 5
 MAX_GAIN_DB = 30.0
@@ -105,6 +106,7 @@ def plan_delivery(sources: dict, settings: DeliverySettings) -> DeliveryPlan:
         peak.add(chunk)
         if stem != "MIX":
             meters[stem].add(sources[stem].read(s, block))
+        report("loudness", s + chunk.shape[0], mix.frames)
     before = read_measurement(measurement, meters[stem], speech_blocks)
     lm = meters["MIX"]
     gain = gain_to_target(before, target, MAX_GAIN_DB) if settings.profile.normalize else 0.0
@@ -179,6 +181,7 @@ def _write_pass(sources: dict, settings: DeliverySettings, measurement: str, gai
     for s in range(0, frames, settings.block):
         xs = [r.read(s, settings.block) for r in readers]
         put(limiter.process([x * k for x, k in zip(xs, scale)], apply_to=[x * g for x in xs]))
+        report("write", s + xs[0].shape[0], frames)
     if frames:
         put(limiter.flush())
     return limiter.max_reduction_db, meter

@@ -24,6 +24,7 @@ from .demucs_batch import stream_apply
 from .errors import ConfigError, ModelError
 from .layout import Layout
 from .models import ModelSpec
+from .progress import report, share
 from .readers import Columns, RawFile, Reader, Repeat, Workspace
 from .resample import Resampler, resample_file
 from .stems import Stems, assemble
@@ -72,7 +73,8 @@ class DemucsSeparator:
         parts: dict[str, list] = {t: [] for t in targets}
         n_blocks = 0
         for gi, group in enumerate(layout.groups):
-            files, blocks = self._separate_group(mix, rate, gi, group, targets, workspace)
+            with share(gi, len(layout.groups)):
+                files, blocks = self._separate_group(mix, rate, gi, group, targets, workspace)
             n_blocks += blocks
             for t in targets:
                 parts[t].append((group, files[t]))
@@ -126,18 +128,25 @@ class DemucsSeparator:
         totals = np.sum(np.asarray(self.bag_weights, np.float32), axis=0)
         for mi, (m, w) in enumerate(zip(members, self.bag_weights)):
             wv = np.asarray(w, np.float32)[:, None, None]
-            for s0, est in self._apply(m, at_model, mean, std):
-                flat = (est * wv).reshape(-1, est.shape[-1]).T
-                if mi:
-                    flat = flat + acc.read(s0, flat.shape[0])
-                acc.write_at(s0, flat)
+            with share(mi, len(members)):
+                for s0, est in self._apply(m, at_model, mean, std):
+                    flat = (est * wv).reshape(-1, est.shape[-1]).T
+                    if mi:
+                        flat = flat + acc.read(s0, flat.shape[0])
+                    acc.write_at(s0, flat)
         for s0 in range(0, acc.frames, BAG_BLOCK):
             flat = acc.read(s0, BAG_BLOCK)
             yield (flat.T.reshape(len(self.sources), channels, -1) / totals[:, None, None]).astype(np.float32)
         acc.remove()
 
     def _apply(self, model, reader: Reader, mean: float, std: float) -> Iterator[tuple[int, np.ndarray]]:
-        """stream_apply for one group; mono into a stereo model is duplicated, then averaged back."""
+        """stream_apply for one group, its progress reported; mono into a stereo model is duplicated, then
+        averaged back."""
+        for s0, est in self._apply_model(model, reader, mean, std):
+            report("separate", s0 + est.shape[-1], reader.frames)
+            yield s0, est
+
+    def _apply_model(self, model, reader: Reader, mean: float, std: float) -> Iterator[tuple[int, np.ndarray]]:
         channels = reader.channels
         if channels == model.audio_channels:
             yield from stream_apply(model, reader, mean, std, self.settings, self.device)

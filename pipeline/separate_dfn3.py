@@ -3,12 +3,13 @@ runtime is a streaming one (`process_chunk` keeps its state), fed the same chunk
 block length, so the result does not depend on the blocking (tests/equivalence/test_stream.py)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -18,11 +19,13 @@ from .config import SeparationSettings
 from .errors import ModelError
 from .layout import Layout
 from .models import DFN3
+from .progress import report
 from .readers import RawFile, Reader, Workspace, spill_path
 from .resample import Resampler
 from .stems import Stems, interleave
 
 BLOCK_S = 10.0          # default block length, seconds
+POLL_S = 0.5            # how often the progress of DFN3 streams in worker processes is looked at, seconds
 
 
 class Dfn3Separator:
@@ -107,6 +110,7 @@ class Dfn3Separator:
                 if out.shape[0]:
                     pending[i].append(out)
             drain(False)
+            report("separate", s + chunk.shape[0], mix.frames)
         for i, eng in enumerate(engines):
             out = eng.flush()
             if out.shape[0]:
@@ -138,7 +142,10 @@ class Dfn3Separator:
         parts = []
         try:
             pool = dfn3_pool(self.processes(len(tracks), mix))
-            for (cols, _), path, _done in zip(tracks, paths, pool.map(run_track, jobs)):
+            running = [pool.submit(run_track, j) for j in jobs]
+            _await_tracks(running, jobs, mix.frames)
+            for (cols, _), path, done in zip(tracks, paths, running):
+                done.result()
                 parts.append((cols, workspace.adopt(RawFile(path, len(cols), create=False))))
         except BaseException:
             for path in paths[len(parts):]:
@@ -165,6 +172,20 @@ class TrackJob:
     out: str = ""
     block: int = 0
     name: str = "stem-DX"
+
+
+def _await_tracks(running: list[Future], jobs: list[TrackJob], frames: int) -> None:
+    """Wait for the worker processes' DFN3 streams (until all are done or one has failed), reporting their
+    progress every POLL_S from the size of the spill files they write."""
+    while True:
+        finished, left = wait(running, timeout=POLL_S, return_when=FIRST_EXCEPTION)
+        written = 0
+        for job in jobs:
+            with contextlib.suppress(OSError):
+                written += min(frames, os.stat(job.out).st_size // (4 * len(job.cols)))
+        report("separate", written, frames * len(jobs))
+        if not left or any(f.exception() is not None for f in finished):
+            return
 
 
 def run_track(job: TrackJob) -> int:

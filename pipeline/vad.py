@@ -16,6 +16,7 @@ import soxr
 
 from .errors import ModelError
 from .layout import find_layout
+from .progress import report
 from .readers import ArrayReader
 
 SR = 16_000  # silero-vad's rate
@@ -118,6 +119,7 @@ def _mono_16k_read(read, frames: int, n_ch: int, rate: int, block: int) -> Itera
                              f"of {frames} x {n_ch}")
         mono = (x @ weights).astype(np.float32, copy=False)
         yield mono if stream is None else stream.resample_chunk(mono, last=a + block >= frames)
+        report("vad", a + x.shape[0], frames)      # read and taken (the model runs chunk_s at a time)
 
 
 def _chunk_probs(history: np.ndarray, chunk: np.ndarray) -> np.ndarray:

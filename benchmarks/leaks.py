@@ -86,11 +86,12 @@ def blocks(x: np.ndarray) -> np.ndarray:
     return meter.gating_blocks()
 
 
-def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None) -> list:
+def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5) -> list:
     """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
     speech that separator extracts from the M&E instead of on the M&E)."""
     dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
-    me_speech = vad.speech_regions(ArrayReader(me if sep is None else _stream(sep, me)[0]), RATE)
+    me_speech = vad.speech_regions(ArrayReader(me if sep is None else _stream(sep, me)[0]), RATE,
+                                   hysteresis=vad.Hysteresis(threshold=threshold))
     confirm = None
     if recogniser is not None:
         from pipeline import asr
@@ -129,6 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--detector", choices=("vad", "dfn3"), default="vad",
                    help="VAD on the M&E, or on the speech DFN3 extracts from the M&E")
     p.add_argument("--csv", type=Path)
+    p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
+    p.add_argument("--me-threshold", type=float, default=0.5, help="the VAD's threshold on the M&E")
     args = p.parse_args(argv)
     sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
     recogniser = None
@@ -142,10 +145,12 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(args.seed)
         for i in range(args.reels):
             d, m = make_reel(files, args.seconds, rng, tuple(args.dialogue_db))
+            if args.part and (i % 2 == 0) != (args.part == "dev"):
+                continue
             t0 = time.perf_counter()
             dx, me = _stream(sep, d + m)
             truth = [r for r, _ in true_leaks(d, me - m, args.leak_db)]
-            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None)
+            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold)
             levels = [lv for _, lv in true_leaks(d, me - m, args.leak_db)]
             rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
                          "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),

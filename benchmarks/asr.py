@@ -146,17 +146,13 @@ def dfn3_dx(mix: np.ndarray) -> np.ndarray:
         return dx.read(0, dx.frames)
 
 
-CPU_SECONDS: list[float] = []   # process CPU time of each recognition (all threads): robust to a busy machine
-
-
 def recognise(ways: dict, recogniser, regions, options) -> tuple[str, float]:
     from pipeline import asr
     from pipeline.readers import ArrayReader
 
     readers = {k: ArrayReader(v) for k, v in ways.items()}
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     got = asr.transcribe(readers, RATE, regions, recogniser, layout="stereo", options=options)
-    CPU_SECONDS.append(time.process_time() - c0)
     return " ".join(line.text for line in got.lines), time.perf_counter() - t0
 
 
@@ -200,7 +196,6 @@ def main() -> int:
     parser.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy, as reelsplit runs)")
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS), help="inputs to measure (all)")
     parser.add_argument("--blend-db", type=float, default=BLEND_DB, help=f"blend: M&E level (default {BLEND_DB})")
-    parser.add_argument("--batch", type=int, default=None, help="windows per recogniser call (default reelsplit's)")
     add_common_args(parser)
     args = parser.parse_args()
     from pipeline.asr_model import load_recogniser, resolve_asr_model
@@ -213,17 +208,14 @@ def main() -> int:
     from pipeline import asr
     from pipeline.readers import ArrayReader
     asr.transcribe(ArrayReader(clips[0].speech[:5 * RATE]), RATE, [(0.5, 4.5)], recogniser)   # warm-up
-    options = asr.AsrOptions(beam_size=args.beam, batch=args.batch or asr.BATCH)
-    CPU_SECONDS.clear()
-    hyps, secs, rows = measure(clips, recogniser, options, args.ways, args.blend_db)
+    hyps, secs, rows = measure(clips, recogniser, asr.AsrOptions(beam_size=args.beam), args.ways, args.blend_db)
     refs = [c.text for c in clips]
     minutes = [c.speech.shape[0] / RATE / 60 for c in clips]
     table = [{"way": w, "wer": wer(refs, hyps[w]) * 100, "words": sum(len(normalise(r).split()) for r in refs),
               "s_per_min": statistics.median(s / mn for s, mn in zip(secs[w], minutes))} for w in args.ways]
     sep = statistics.median(s / mn for s, mn in zip(secs["separate"], minutes))
     print(f"{len(clips)} clips of {args.seconds:.0f} s, {len(pool)} prompts in the {args.split} split; recogniser "
-          f"{recogniser.label}, {recogniser.threads} threads, beam {args.beam}, batch {options.batch}, "
-          f"ASR CPU seconds (all threads) {sum(CPU_SECONDS):.1f}, blend: M&E at {args.blend_db:g} dB; DFN3 separation {sep:.1f} s per minute of audio\n")
+          f"{recogniser.label}, {recogniser.threads} threads, beam {args.beam}, blend: M&E at {args.blend_db:g} dB; DFN3 separation {sep:.1f} s per minute of audio\n")
     print(markdown_table(table, [("way", "input", ""), ("wer", "WER %", ".1f"), ("words", "reference words", "d"),
                                  ("s_per_min", "ASR s per min of audio", ".1f")]))
     if args.csv:

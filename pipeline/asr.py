@@ -8,10 +8,8 @@ The language is the one asked for, else detected once per reel on its first spee
 """
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
@@ -29,12 +27,8 @@ SR = 16_000        # Whisper's rate
 PAD_S = 0.2        # added before and after each speech region (the VAD's edges are tight)
 JOIN_S = 0.3       # silence between the regions of one window, so the recogniser hears a pause
 WINDOW_S = 28.0    # speech per recogniser call: one Whisper window (30 s) with room for the pauses
-CHUNK_S = 30.0     # Whisper's window: a recogniser window this long or shorter can go in a batch
-GAP_S = 1.0        # silence between the windows of a batch
-BATCH = 8          # windows per batched recogniser call (chosen on the dev part of benchmarks/asr.py)
 READ_S = 10.0      # seconds read from the reader at a time
 LINE_GAP_S = 1.0   # a recogniser segment is split into lines where its words are this far apart in the reel
-SENTENCE_GAP_S = 0.1   # ... or this far apart after a sentence's last word (not "Mr. Smith")
 MIN_WORD_P = 0.01  # words the recogniser itself gives less than this are dropped (a "Hmm." at p = 0.00 in silence)
 
 
@@ -44,7 +38,6 @@ class AsrOptions:
 
     language: str | None = None
     beam_size: int = 1
-    batch: int = BATCH
     pad_s: float = PAD_S
     window_s: float = WINDOW_S
 
@@ -134,14 +127,11 @@ def _words(segment, pieces: tuple[Piece, ...]) -> list[Word]:
 
 
 def _split(words: list[Word], texts: list[str]) -> list[Line]:
-    """Lines of a segment's words, split where they are LINE_GAP_S apart in the reel, or SENTENCE_GAP_S after a
-    word that ends a sentence (a batched window is one segment, not one per sentence); `texts` the recogniser's
+    """Lines of a segment's words, split where they are LINE_GAP_S apart in the reel; `texts` the recogniser's
     word strings (with their own spacing) joined into each line's text."""
     lines, first = [], 0
     for i in range(1, len(words) + 1):
-        gap = words[i].start - words[i - 1].end if i < len(words) else 0.0
-        sentence = texts[i - 1].rstrip().endswith((".", "?", "!")) and gap >= SENTENCE_GAP_S
-        if i == len(words) or gap >= LINE_GAP_S or sentence:
+        if i == len(words) or words[i].start - words[i - 1].end >= LINE_GAP_S:
             group = tuple(words[first:i])
             lines.append(Line(group[0].start, max(w.end for w in group), "".join(texts[first:i]).strip(), group,
                               float(np.mean([w.probability for w in group]))))
@@ -182,67 +172,6 @@ def _score(lines: list[Line]) -> float:
     return float(np.mean(probs)) if probs else 0.0
 
 
-def _audio_s(pieces: tuple[Piece, ...]) -> float:
-    return pieces[-1].at + pieces[-1].end - pieces[-1].start
-
-
-def _shifted(segment, offset: float) -> SimpleNamespace:
-    """A batched segment's words moved from the batch's audio into its window's audio (`offset` seconds)."""
-    return SimpleNamespace(words=[SimpleNamespace(word=w.word, start=w.start - offset, end=w.end - offset,
-                                                  probability=w.probability) for w in segment.words or []])
-
-
-def _batch(recogniser, audios: list[np.ndarray], windows: list[tuple[Piece, ...]], language: str,
-           options: AsrOptions) -> list[list[Line]]:
-    """Windows (each at most one 30-s Whisper chunk) recognised in one batched call of faster-whisper's
-    BatchedInferencePipeline, each window a clip of the batch's audio (GAP_S of silence between them, so a clip
-    boundary rounded to a sample never cuts a word): each window's lines in reel time."""
-    gap, starts, parts, at = np.zeros(round(GAP_S * SR), np.float32), [], [], 0
-    for audio in audios:
-        starts.append(at / SR)
-        parts += [audio, gap]
-        at += audio.size + gap.size
-    clips = [{"start": s, "end": s + a.size / SR} for s, a in zip(starts, audios)]
-    per: list[list] = [[] for _ in audios]
-    with recogniser.lock:
-        segments, _ = recogniser.batched().transcribe(
-            np.concatenate(parts), language=language, beam_size=options.beam_size, word_timestamps=True,
-            vad_filter=False, clip_timestamps=clips, batch_size=len(audios), condition_on_previous_text=False)
-        for seg in segments:                       # the generator runs the decoding
-            k = max(0, bisect.bisect_right(starts, float(seg.start) + 0.05) - 1)   # times come rounded to 10 ms
-            per[k].append(_shifted(seg, starts[k]))
-    return [_segment_lines(segs, pieces) for segs, pieces in zip(per, windows)]
-
-
-def _group(windows: list[tuple[Piece, ...]], i: int, language: str | None, recogniser,
-           options: AsrOptions) -> int:
-    """How many windows from the i-th go in one recogniser call: up to options.batch that each fit one Whisper
-    chunk, once the language is known and the recogniser can batch; else 1."""
-    if language is None or options.batch <= 1 or not hasattr(recogniser, "batched"):
-        return 1
-    n = 0
-    while i + n < len(windows) and n < options.batch and _audio_s(windows[i + n]) <= CHUNK_S:
-        n += 1
-    return max(1, n)
-
-
-def _recognise(recogniser, readers: dict[str, Reader], rate: int, group: list[tuple[Piece, ...]],
-               weights: np.ndarray, language: str | None, options: AsrOptions) -> tuple[list[list[Line]], str, float]:
-    """The lines of each window of `group` from the reader the recogniser is surest of per window, and the
-    language (detected on the first window when not known) with its probability."""
-    best: list[list[Line] | None] = [None] * len(group)
-    found, p = language, 1.0
-    for reader in readers.values():
-        audios = [read_window(reader, rate, pieces, weights) for pieces in group]
-        if len(group) == 1:
-            got, found, p = _window(recogniser, audios[0], group[0], found, options)
-            results = [got]
-        else:
-            results = _batch(recogniser, audios, group, found, options)
-        best = [r if b is None or _score(r) > _score(b) else b for r, b in zip(results, best)]
-    return best, found, p
-
-
 def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable[RegionLike], recogniser, *,
                options: AsrOptions = AsrOptions(), layout: str | None = None, source: str = "dx") -> Transcript:
     """What is said over the speech `regions` (seconds): a Transcript of lines and words in reel time.
@@ -251,23 +180,24 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
     by name ({"dx": …, "mix": …}): then each window is recognised in each and the lines of the one the
     recogniser is most confident in (mean word probability) are kept, and `source` names them ("dx+mix").
     `recogniser`: asr_model.load_recogniser's. The language is options.language, else the one detected on the
-    first window (in the first reader), kept for the rest of the reel. Once it is known, up to options.batch
-    windows go to the recogniser in one batched call (`_batch`)."""
+    first window (in the first reader), kept for the rest of the reel."""
     readers = readers if isinstance(readers, dict) else {source: readers}
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
     language, probability, lines = options.language, 1.0 if options.language else 0.0, []
     windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
-    total, done, i = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0, 0
-    while i < len(windows):
-        group = windows[i: i + _group(windows, i, language, recogniser, options)]
-        got, found, p = _recognise(recogniser, readers, rate, group, weights, language, options)
-        if language is None:            # detected on the first speech, kept for the reel
-            language, probability = found, p
-        lines += [line for window in got for line in window]
-        done += sum(_speech_frames(pieces, rate) for pieces in group) * len(readers)
-        report("words", done, total)
-        i += len(group)
+    total, done = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0
+    for pieces in windows:
+        best: list[Line] | None = None
+        for reader in readers.values():
+            got, found, p = _window(recogniser, read_window(reader, rate, pieces, weights), pieces, language,
+                                    options)
+            if language is None:        # detected on the first speech, kept for the reel
+                language, probability = found, p
+            best = got if best is None or _score(got) > _score(best) else best
+            done += _speech_frames(pieces, rate)
+            report("words", done, total)
+        lines += best
     return Transcript(language or "", probability, tuple(lines), recogniser.label,
                       source if len(readers) == 1 else "+".join(readers))
 

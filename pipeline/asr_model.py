@@ -170,14 +170,6 @@ class Recogniser:
     def __init__(self, model, label: str, threads: int):
         self.model, self.label, self.threads = model, label, threads
         self.lock = threading.Lock()
-        self._batched = None
-
-    def batched(self):
-        """faster-whisper's BatchedInferencePipeline over the same model (several windows per call)."""
-        if self._batched is None:
-            from faster_whisper import BatchedInferencePipeline
-            self._batched = BatchedInferencePipeline(self.model)
-        return self._batched
 
 
 _loaded: dict[tuple, Recogniser] = {}

@@ -172,34 +172,3 @@ def test_recorded_sentences_are_recognised_word_for_word():
     for word in (w for line in got.lines for w in line.words):
         assert any(s - 0.25 <= word.start <= word.end <= e + 0.25 for s, e in regions), word
         assert 0.0 <= word.probability <= 1.0
-
-
-@pytest.mark.skipif(not TEXTS.is_file(), reason="apt-get install -y asterisk-core-sounds-en-wav")
-def test_windows_recognised_in_one_batch_keep_their_words_and_times():
-    """Eight recorded prompts in windows of at most 8 s of speech, recognised one window per call and in one
-    batched call (faster-whisper's BatchedInferencePipeline): both word for word (measured WER 0 % and 0 %,
-    bar 10 %), each word's start and end in speech, the same lines to within a word."""
-    from pipeline.asr_model import load_recogniser, resolve_asr_model
-
-    names = ["agent-alreadyon", "auth-incorrect", "conf-getpin", "agent-loginok", "conf-onlyperson",
-             "vm-goodbye", "conf-invalidpin", "agent-pass"]
-    texts, parts = prompt_texts(), []
-    for name in names:
-        x, r = sf.read(PROMPTS / f"{name}.wav", dtype="float32")
-        parts += [np.zeros(int(1.5 * 48_000), np.float32), soxr.resample(x, r, 48_000)]
-    x = np.concatenate(parts + [np.zeros(48_000, np.float32)])
-    stereo = np.stack([x, x], 1)
-    regions = vad.speech_regions(stereo, 48_000)
-    recogniser = load_recogniser(resolve_asr_model(None))
-    said = " ".join(texts[n] for n in names)
-    got = {}
-    for batch in (1, 8):
-        options = AsrOptions(language="en", window_s=8.0, batch=batch)
-        assert len(asr.plan_windows(regions, x.size / 48_000, window_s=8.0)) >= 3
-        t = asr.transcribe(ArrayReader(stereo), 48_000, regions, recogniser, options=options, layout="stereo")
-        got[batch] = t
-        assert word_error_rate(said, " ".join(line.text for line in t.lines)) <= 0.10, (batch, t.lines)
-        for word in (w for line in t.lines for w in line.words):   # each end in speech (a word may span a pause)
-            for edge in (word.start, word.end):
-                assert any(s - 0.25 <= edge <= e + 0.25 for s, e in regions), (batch, word)
-    assert abs(len(got[1].lines) - len(got[8].lines)) <= 1

@@ -131,7 +131,8 @@ def main(argv=None) -> int:
                    help="VAD on the M&E, or on the speech DFN3 extracts from the M&E")
     p.add_argument("--csv", type=Path)
     p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
-    p.add_argument("--me-threshold", type=float, default=0.5, help="the VAD's threshold on the M&E")
+    p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
+                   help="the VAD's threshold on the M&E (default reelsplit's)")
     args = p.parse_args(argv)
     sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
     recogniser = None

@@ -432,15 +432,18 @@ def _write_channels(reel: Reel) -> None:
 
 
 def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
-    """QC of the written stems, block by block: VAD of DX and M&E read from the files, then the measurements."""
-    regions = []
+    """QC of the written stems, block by block: VAD of DX and M&E read from the files (the M&E's also at the
+    speech_in_me events' threshold, from the same pass), then the measurements."""
+    hystereses = {"DX": (vad.Hysteresis(),), "ME": (vad.Hysteresis(), leaks.candidate_hysteresis(profile))}
+    regions = {}
     for name in ("DX", "ME"):
         reader = WavReader(wavs[name])
         try:
-            regions.append(vad.speech_regions(reader, reader.rate, chunk_s=VAD_CHUNK_S))
+            regions[name] = vad.speech_regions_at(reader, reader.rate, hystereses[name], chunk_s=VAD_CHUNK_S)
         finally:
             reader.close()
-    return qc.check_stems_stream(wavs, layout, profile, *regions)
+    return qc.check_stems_stream(wavs, layout, profile, regions["DX"][0], regions["ME"][0],
+                                 me_candidates=regions["ME"][1])
 
 
 # Stereo stems in subfolders of the title: what they are, for QC reasons.
@@ -467,7 +470,7 @@ def _qc(reel: Reel) -> None:
 def _events(reel: Reel) -> list[qcevents.QcEvent]:
     """The reel's QC events (pipeline.leaks over the QC's VAD regions and loudness blocks), in time order."""
     checked, settings = reel.checked, reel.profile.qc_events
-    events = leaks.speech_in_me(checked.speech, checked.me_speech, checked.momentary["DX"],
+    events = leaks.speech_in_me(checked.speech, checked.me_candidates, checked.momentary["DX"],
                                 checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel))
     events += leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
     video = reel.probed.info.video[0] if reel.probed.info.video else None

@@ -21,12 +21,12 @@ import numpy as np
 
 from .loudness import GATE_BLOCK_S, HOP_S, gated_loudness
 from .qcevents import QcEvent, merged
-from .vad import Region, RegionLike, block_mask, merge_regions
+from .vad import Hysteresis, Region, RegionLike, block_mask, merge_regions
 from .words import Line
 
 # Defaults, overridable per profile (`qc_events: {speech_in_me: {min_s: …}}`); chosen on the dev part of
 # benchmarks/leaks.py (see docs/DESIGN.md, "QC events").
-SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5}
+SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3}
 BED_IN_DX = {"above_lu": -20.0, "min_s": 2.0, "merge_gap_s": 1.0, "guard_s": 0.5}
 QUOTE_WORDS = 12     # words quoted in an event's detail
 
@@ -57,6 +57,14 @@ def _block_level(blocks: np.ndarray, start_s: float, end_s: float) -> float:
     if chosen.size == 0:
         return float("-inf")
     return gated_loudness(chosen, None) if np.isfinite(chosen).any() else float("-inf")
+
+
+def candidate_hysteresis(profile) -> Hysteresis:
+    """The VAD's hysteresis for speech_in_me candidates in the M&E: silero-vad's, at the events' threshold
+    (`vad_threshold`, 0.3 by default: on the dev part of benchmarks/leaks.py the lowest that kept precision at
+    or above 0.8 on both sets; 0.5, the VAD's own, found a third as many leaks)."""
+    t = merged(SPEECH_IN_ME, profile.qc_events.of("speech_in_me"), "speech_in_me")
+    return Hysteresis(threshold=t["vad_threshold"])
 
 
 def leak_candidates(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike],

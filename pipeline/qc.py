@@ -54,6 +54,7 @@ class QcResult:
     speech: tuple[vad.Region, ...] = ()
     short_term: dict[str, np.ndarray] = field(default_factory=dict)   # MIX/DX/ME short-term LUFS per 0.1 s
     me_speech: tuple[vad.Region, ...] = ()                            # the VAD's regions of the written M&E
+    me_candidates: tuple[vad.Region, ...] = ()   # ... at the speech_in_me events' own (lower) VAD threshold
     momentary: dict[str, np.ndarray] = field(default_factory=dict)    # MIX/DX/ME 400-ms block LUFS per 0.1 s
 
 
@@ -83,11 +84,11 @@ class _ReadBack:
 
 
 def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, speech, me_speech,
-                       block_s: float = 10.0) -> QcResult:
+                       block_s: float = 10.0, me_candidates=()) -> QcResult:
     """Read the written WAVs (at least MIX, DX, ME) back block by block (`block_s` seconds at a time), in memory
     that does not grow with their length, measure them and give the verdict. The VAD regions of DX (`speech`)
     and of M&E (`me_speech`), vad.Region or (start_s, end_s), are computed elsewhere (a streaming VAD) and
-    passed in.
+    passed in; `me_candidates`, the M&E's regions at the speech_in_me events' threshold, are kept for them.
     """
     speech, me_speech = _as_regions(speech), _as_regions(me_speech)
     read = _read_back(wavs, layout, speech, block_s)
@@ -102,6 +103,7 @@ def check_stems_stream(wavs: dict[str, Path], layout: str, profile: Profile, spe
         speech_leak_pct=100.0 * _overlap_s(speech, me_speech) / speech_s if speech_s else 0.0,
         me_to_dx_db=10 * math.log10(read.e_me / read.e_dx) if read.e_dx > 0 and read.e_me > 0 else float("-inf"),
         samples=read.samples, rate=read.rate, speech=speech, me_speech=me_speech,
+        me_candidates=_as_regions(me_candidates),
         momentary={name: meter.gating_blocks() for name, meter in read.meters.items()},
     )
     m["true_peak_dbtp"] = max(m["stem_true_peaks"].values())

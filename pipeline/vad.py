@@ -220,6 +220,13 @@ def speech_regions(source, rate: int, *, hysteresis: Hysteresis = Hysteresis(), 
     return _probs_regions(probs, n16, frames / int(rate), hysteresis)
 
 
+def speech_regions_at(source, rate: int, hystereses: tuple[Hysteresis, ...], *, chunk_s: float = 600.0,
+                      block_s: float = 10.0) -> list[tuple[Region, ...]]:
+    """`speech_regions` under each of several hystereses (e.g. thresholds), from one pass of the model."""
+    probs, n16, frames = _frames(source, rate, chunk_s, block_s)
+    return [_probs_regions(probs, n16, frames / int(rate), h) for h in hystereses]
+
+
 def _probs_regions(probs: np.ndarray, n16: int, duration: float, h: Hysteresis) -> tuple[Region, ...]:
     """Regions, clipped to [0, duration], from frame probabilities of `n16` samples at 16 kHz."""
     from silero_vad import get_speech_timestamps_from_probs

@@ -86,3 +86,23 @@ def test_the_verdict_the_row_and_the_exit_code_agree_with_the_events(faulty):
     manifest = json.loads((out / "faulty" / "manifest.json").read_text())
     assert events_path.name in json.dumps(manifest["outputs"])
     assert "QC fail" in result.stdout and "silent_channel" in result.stdout
+
+
+def test_the_report_shows_every_event_and_marks_the_failing_ones(faulty):
+    """The HTML report's event table holds a row per event of the file (kind, TC in, TC out) and the rows of the
+    kinds that fail the reel are marked failing; excerpts of the worst events are embedded."""
+    import re
+
+    result, out = faulty
+    page = (out / "reports" / "latest.html").read_text()
+    with open(out / "faulty" / "faulty_qc_events.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    table = re.findall(r'<tr class="(ev[^"]*)">(.*?)</tr>', page, flags=re.S)
+    assert len(table) == len(rows)
+    cells = [(cls, re.sub(r"<[^>]+>", " ", html)) for cls, html in table]
+    for r in rows:
+        assert any(r["kind"] in text and r["start_tc"] in text and r["end_tc"] in text for _, text in cells), r
+    failing = {cls != "ev" for cls, text in cells if "silent_channel" in text or "lfe_band" in text}
+    passing = {cls != "ev" for cls, text in cells if "clicks" in text}
+    assert failing == {True} and passing == {False}
+    assert page.count("data:audio/webm") >= 3            # at least one excerpt: MIX, DX and M&E

@@ -92,7 +92,7 @@ def _add_run(sub) -> None:
                      help="start timecode of the outputs (BWF TimeReference, iXML, spotting lists) instead of each "
                      "file's own (HH:MM:SS;FF for drop frame)")
     _add_words_options(run)
-    _add_ui_options(run, "run")
+    _add_ui_options(run, "for the run's duration")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="print only errors and the final summary (no stage lines, no progress)")
     run.add_argument("--progress-every", type=float, default=display.PLAIN_EVERY_S, metavar="SECONDS",
@@ -112,11 +112,12 @@ def _add_words_options(parser) -> None:
                         help="the dialogue's language, ISO 639-1 (en, fr ...); default: detected per reel")
     parser.add_argument("--no-transcribe", action="store_true", help="no speech recognition (no words)")
 
-def _add_ui_options(parser, what: str) -> None:
+
+def _add_ui_options(parser, when: str) -> None:
     """--ui and --port: Prefect's dashboard (its UI) on a fixed local port."""
     parser.add_argument("--ui", action="store_true",
-                        help=f"{what} with Prefect's dashboard (its UI) at http://127.0.0.1:PORT; with "
-                        "PREFECT_API_URL set, that server's UI is named instead")
+                        help=f"{when}: Prefect's dashboard at http://127.0.0.1:PORT (with PREFECT_API_URL set, "
+                        "nothing is started and that server's dashboard is named)")
     parser.add_argument("--port", type=int, default=None,
                         help=f"the dashboard's local port (default {UI_PORT}); implies --ui")
 
@@ -154,7 +155,7 @@ def _add_serve(sub) -> None:
         serve.add_argument(flag, **kw)
     _add_words_options(serve)
     _add_speed_options(serve)
-    _add_ui_options(serve, "with --once, run (served, it always has one)")
+    _add_ui_options(serve, "with --once, for the run's duration (serving always starts it)")
 
 
 def _add_probe(sub) -> None:

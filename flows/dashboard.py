@@ -58,10 +58,18 @@ class Throttle:
         return False
 
 
+def in_run() -> bool:
+    """True inside a Prefect flow or task run (an artifact belongs to one; outside, there is nothing to show)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
 def create_progress(percent: float, key: str, description: str):
+    """A progress artifact of the current run; None outside a run (no updates then)."""
     from prefect.artifacts import create_progress_artifact
 
-    return create_progress_artifact(progress=percent, key=key, description=description)
+    return create_progress_artifact(progress=percent, key=key, description=description) if in_run() else None
 
 
 def update_progress(artifact_id, percent: float, description: str) -> None:
@@ -162,6 +170,8 @@ def publish_qc(row: ReportRow) -> None:
     from prefect.artifacts import create_table_artifact
 
     verdict = row.status + (f", QC {row.qc}" if row.qc else "")
+    if not in_run():
+        return
     try:
         create_table_artifact(table=qc_table(row), key=artifact_key("qc", row.title),
                               description=f"{row.title} ({Path(row.file).name}): {verdict}")
@@ -188,6 +198,8 @@ def publish_report(rows: list[ReportRow], html: Path, csv: Path) -> None:
     """The run's markdown artifact ("reelsplit-report"); a failing API is logged, never raised."""
     from prefect.artifacts import create_markdown_artifact
 
+    if not in_run():
+        return
     try:
         create_markdown_artifact(markdown=report_markdown(rows, html, csv), key="reelsplit-report",
                                  description=f"reelsplit report: {html.absolute()}")

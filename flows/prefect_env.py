@@ -147,17 +147,19 @@ def dashboard_url(server: LocalServer | None) -> str | None:
 def start_local_server(**kw) -> LocalServer | None:
     """A `LocalServer` when Prefect has no API to use (no URL in the environment, a profile or a settings
     file, and temporary servers allowed); None when one is configured. The server is spawned before Prefect
-    is imported (~1 s on 2 cores), then stopped again if Prefect's settings name an API after all."""
+    is imported (~1 s on 2 cores), then stopped again if Prefect's settings name an API after all; one with
+    the UI (`ui_port`) only after that check, as the configured server may be the one on that port."""
     if os.environ.get("PREFECT_API_URL"):
         return None
     kw.setdefault("timeout", float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120)))
-    server = LocalServer(**kw)
+    server = LocalServer(**kw) if kw.get("ui_port") is None else None
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        server.stop()
+        if server is not None:
+            server.stop()
         return None
-    return server
+    return server or LocalServer(**kw)
 
 
 @contextlib.contextmanager

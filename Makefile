@@ -10,7 +10,7 @@ APT_PACKAGES := python3-venv ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
                 asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium mediainfo
 DEMO   ?= demo
 
-.PHONY: demo test test-fast setup system clean-demo
+.PHONY: demo test test-fast setup system clean-demo dashboard-shot
 
 setup: system $(STAMP)
 
@@ -43,6 +43,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# docs/prefect-dashboard.png from a real `reelsplit serve --once` run (tests/e2e/test_prefect_ui.py)
+dashboard-shot: setup
+	REELSPLIT_DOCS_SHOTS=1 $(PY) -m pytest -q tests/e2e/test_prefect_ui.py -k serve_shows
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -16,6 +16,7 @@ from pipeline.malloc import tune_malloc
 
 from . import display
 from .logs import add_file_log, setup_console
+from .prefect_env import UI_PORT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # `reelsplit train` options that set a TrainConfig field: (flag, field, argparse keywords). One not given keeps
@@ -91,6 +92,7 @@ def _add_run(sub) -> None:
                      help="start timecode of the outputs (BWF TimeReference, iXML, spotting lists) instead of each "
                      "file's own (HH:MM:SS;FF for drop frame)")
     _add_words_options(run)
+    _add_ui_options(run, "for the run's duration")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="print only errors and the final summary (no stage lines, no progress)")
     run.add_argument("--progress-every", type=float, default=display.PLAIN_EVERY_S, metavar="SECONDS",
@@ -109,6 +111,17 @@ def _add_words_options(parser) -> None:
     parser.add_argument("--language", default=None, metavar="xx",
                         help="the dialogue's language, ISO 639-1 (en, fr ...); default: detected per reel")
     parser.add_argument("--no-transcribe", action="store_true", help="no speech recognition (no words)")
+
+
+def _add_ui_options(parser, when: str) -> None:
+    """--ui and --port: Prefect's dashboard (its UI) on a fixed local port."""
+    parser.add_argument("--ui", action="store_true",
+                        help=f"{when}: Prefect's dashboard at http://127.0.0.1:PORT (with PREFECT_API_URL set, "
+                        "nothing is started and that server's dashboard is named)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"the dashboard's local port (default {UI_PORT}); implies --ui")
+
+
 def _add_speed_options(parser) -> None:
     """--precision and --batch-segments (how demucs runs; the config's separation.precision / batch_segments)."""
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
@@ -142,6 +155,7 @@ def _add_serve(sub) -> None:
         serve.add_argument(flag, **kw)
     _add_words_options(serve)
     _add_speed_options(serve)
+    _add_ui_options(serve, "with --once, for the run's duration (serving always starts it)")
 
 
 def _add_probe(sub) -> None:
@@ -384,6 +398,23 @@ def _print_summary(summary, out: Path) -> int:
     return qc_failed
 
 
+def _ui_port(args) -> int | None:
+    """The dashboard's port when one is asked for (--ui, --port), else None."""
+    return args.port if args.port is not None else UI_PORT if args.ui else None
+
+
+def _say_dashboard(server, port: int | None) -> str | None:
+    """Print where the dashboard is (the started server's UI, else the configured API's UI) when one is asked
+    for (`port`); returns its URL."""
+    if port is None:
+        return None
+    from .prefect_env import dashboard_url
+    url = dashboard_url(server)
+    print(f"reelsplit: dashboard {url}" if url else "reelsplit: no dashboard: the configured Prefect API names no UI",
+          flush=True)
+    return url
+
+
 def cmd_run(args) -> int:
     from pipeline.models import resolve
     from pipeline.profiles import load_profile
@@ -415,7 +446,8 @@ def cmd_run(args) -> int:
     _say_words(settings)
     from . import prefect_env
     prefect_env.configure()
-    server = prefect_env.start_local_server()   # comes up while the pipeline and torch are imported
+    # comes up while the pipeline and torch are imported
+    server = prefect_env.start_local_server(ui_port=_ui_port(args))
     from .reel import RunOptions, run
     import torch  # noqa: F401 - the flow needs it; imported here it overlaps the server's start (~2 s)
 
@@ -426,11 +458,13 @@ def cmd_run(args) -> int:
         raise OutputError(f"cannot write to the output folder: {exc.strerror or exc}", out) from exc
     from pipeline.batch import discover
     files = {item.title: item.path for item in discover(list(args.inputs)) if not item.problem}
-    with prefect_env.connected(server), display.showing(files, quiet=args.quiet, every=args.progress_every,
-                                                        words=settings.transcribe.enabled, local=not args.dask):
-        summary = run(list(args.inputs), out, spec, settings, profile,
-                      RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
-                                 start_tc=args.start_tc, tc_rate=args.tc_rate))
+    with prefect_env.connected(server):
+        _say_dashboard(server, _ui_port(args))
+        with display.showing(files, quiet=args.quiet, every=args.progress_every, words=settings.transcribe.enabled,
+                             local=not args.dask):
+            summary = run(list(args.inputs), out, spec, settings, profile,
+                          RunOptions(workers=args.workers, force=args.force, audio_stream=args.stream, dask=args.dask,
+                                     start_tc=args.start_tc, tc_rate=args.tc_rate))
     qc_failed = _print_summary(summary, out)
     print(f"deliverables: {out}")
     print(f"report (CSV):  {summary.csv}")
@@ -493,7 +527,12 @@ def cmd_serve(args) -> int:
         print(f"run a worker on each machine that should take its runs: prefect worker start --pool {args.pool}")
         return EXIT_OK
     if args.once:
-        flow_run = serve.run_once(serve.deployment(params, args.cron, name=args.name, timezone=zone))
+        server = prefect_env.start_local_server(ui_port=_ui_port(args))    # None: Prefect's temporary server
+        with prefect_env.connected(server):
+            dashboard = _say_dashboard(server, _ui_port(args))
+            flow_run = serve.run_once(serve.deployment(params, args.cron, name=args.name, timezone=zone))
+        if dashboard:
+            print(f"reelsplit: the run in the dashboard: {dashboard}/runs/flow-run/{flow_run.id}")
         state = flow_run.state
         print(f"reelsplit: ran {what}: {state.name if state else 'unknown'}"
               + (f" ({state.message})" if state and state.message and not state.is_completed() else ""))
@@ -503,8 +542,10 @@ def cmd_serve(args) -> int:
                   f"report: {out / 'reports' / 'latest.html'}")
         return EXIT_OK if state and state.is_completed() else EXIT_FAILED
     with contextlib.ExitStack() as stack:
-        api = stack.enter_context(deploy.local_server())
+        api, dashboard = stack.enter_context(deploy.local_server(ui_port=args.port or UI_PORT))
         print(f"reelsplit: serving {what}; Prefect API {api}; Ctrl-C stops", flush=True)
+        print(f"reelsplit: dashboard {dashboard}" if dashboard else
+              "reelsplit: no dashboard: the configured Prefect API names no UI", flush=True)
         serve.serve(serve.deployment(params, args.cron, name=args.name, timezone=zone))
     return EXIT_OK
 

@@ -51,12 +51,13 @@ def deploy_to_pool(params: dict, cron: str, pool: str, *, name: str, timezone: s
 
 
 @contextlib.contextmanager
-def local_server(timeout: float = 180.0) -> Iterator[str]:
+def local_server(timeout: float = 180.0, ui_port: int | None = None) -> Iterator[tuple[str, str | None]]:
     """A Prefect API whose scheduler creates the cron runs: the configured one (PREFECT_API_URL, a profile),
-    else a `prefect server start` child with its services (`prefect_env.LocalServer`), stopped on exit.
+    else a `prefect server start` child with its services (`prefect_env.LocalServer`), stopped on exit; with
+    `ui_port`, the child listens there with Prefect's UI. Yields (API URL, dashboard URL or None).
     Prefect's temporary server runs no scheduler service, so a served cron schedule needs a real one."""
     from . import prefect_env
 
-    with prefect_env.connected(prefect_env.start_local_server(timeout=timeout, services=True,
-                                                              own_session=True)) as url:
-        yield url
+    server = prefect_env.start_local_server(timeout=timeout, services=True, own_session=True, ui_port=ui_port)
+    with prefect_env.connected(server) as url:
+        yield url, prefect_env.dashboard_url(server)

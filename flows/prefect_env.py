@@ -1,8 +1,10 @@
 """Prefect settings for a local, offline run (`configure` must run before `import prefect`), and the local
-Prefect server a CLI command starts for itself when no API is configured (`LocalServer`).
+Prefect server a CLI command starts for itself when no API is configured (`LocalServer`), with or without
+Prefect's UI (the dashboard).
 
 The server's home (SQLite) is a user folder; analytics are off and the server gets time to start on a slow
-machine. A configured PREFECT_API_URL (a real server) is left alone, and the same flow then shows up in its UI.
+machine. A configured PREFECT_API_URL (a real server) is left alone, and the same flow then shows up in its UI
+(`dashboard_url`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ DEFAULTS = {
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_UI_ENABLED": "false",
 }
+UI_PORT = 4200     # the dashboard's port by default: Prefect's own (`prefect server start`)
 
 
 def configure(home: Path | None = None) -> None:
@@ -43,26 +46,31 @@ class LocalServer:
     services, in its own session (Ctrl-C stops the runner first), because a cron schedule needs Prefect's
     scheduler service, which a temporary server does not run.
 
+    With `ui_port` (`reelsplit serve`, `run --ui`) it listens on that fixed port with Prefect's UI and services
+    (task runs are recorded by a service); `dashboard` is then its URL.
+
     `connected(server)` waits for it and points this process at it: Prefect reads its settings once, when
     imported, so the URL is set as a temporary setting, and in the environment for child processes (Dask
     workers, flow-run subprocesses)."""
 
-    def __init__(self, timeout: float = 120.0, *, services: bool = False, own_session: bool = False):
-        import socket
+    def __init__(self, timeout: float = 120.0, *, services: bool = False, own_session: bool = False,
+                 ui_port: int | None = None):
         import subprocess
         import sys
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port() if ui_port is None else claim_port(ui_port)
         self.url = f"http://127.0.0.1:{self.port}/api"
+        self.dashboard = f"http://127.0.0.1:{self.port}" if ui_port is not None else None
         self.timeout = timeout
         self.log = Path(os.environ["PREFECT_HOME"]) / "server.log"
         cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        # the UI needs the services: Prefect 3 records task runs (the reels) from events, in a service
+        cmd += ["--ui"] if ui_port is not None else [] if services else ["--no-services", "--no-ui"]
+        # the UI's pages call the API at PREFECT_UI_API_URL, else at Prefect's default port, not at --port
+        env = dict(os.environ, PREFECT_UI_API_URL=os.environ.get("PREFECT_UI_API_URL", self.url))
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd + ([] if services else ["--no-services", "--no-ui"]),
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=own_session)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=own_session, env=env)
         atexit.register(self.stop)
 
     def wait(self) -> None:
@@ -98,20 +106,60 @@ class LocalServer:
                 self.proc.wait()
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 now (the system picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def claim_port(port: int) -> int:
+    """`port`, checked free at 127.0.0.1; a one-line ConfigError naming it when something listens there."""
+    import socket
+
+    from pipeline.errors import ConfigError
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port}: not a TCP port (1 to 65535)")
+    with socket.socket() as sock:
+        # as the server binds (uvicorn): a port left in TIME_WAIT by a server just stopped is free; a listener not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"port {port} is in use ({exc.strerror or exc}): another Prefect server or program "
+                              f"listens there; choose another with --port") from exc
+    return port
+
+
+def dashboard_url(server: LocalServer | None) -> str | None:
+    """Where the dashboard is: the started server's UI, else the configured API's UI (Prefect's PREFECT_UI_URL,
+    derived from PREFECT_API_URL); None for a server without a UI or no API at all."""
+    if server is not None:
+        return server.dashboard
+    from prefect.settings import PREFECT_UI_URL
+
+    return PREFECT_UI_URL.value() or None
+
+
 def start_local_server(**kw) -> LocalServer | None:
     """A `LocalServer` when Prefect has no API to use (no URL in the environment, a profile or a settings
     file, and temporary servers allowed); None when one is configured. The server is spawned before Prefect
-    is imported (~1 s on 2 cores), then stopped again if Prefect's settings name an API after all."""
+    is imported (~1 s on 2 cores), then stopped again if Prefect's settings name an API after all; one with
+    the UI (`ui_port`) only after that check, as the configured server may be the one on that port."""
     if os.environ.get("PREFECT_API_URL"):
         return None
     kw.setdefault("timeout", float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120)))
-    server = LocalServer(**kw)
+    server = LocalServer(**kw) if kw.get("ui_port") is None else None
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        server.stop()
+        if server is not None:
+            server.stop()
         return None
-    return server
+    return server or LocalServer(**kw)
 
 
 @contextlib.contextmanager

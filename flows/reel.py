@@ -1,4 +1,5 @@
-"""The reel flow: every input file is one Prefect task run (probe → … → qc); the report is written last.
+"""The reel flow: every input file is one Prefect task run (probe → … → qc); the report is written last. Each
+reel's progress, QC verdict and the report's link also go to Prefect's dashboard as artifacts (flows/dashboard.py).
 
 Tasks run in a thread pool of `workers`; the model is loaded once per process and shared. Task caching is
 off: skipping finished work is decided by each title's manifest (content hash + profile + model + settings
@@ -26,7 +27,9 @@ from pipeline.models import ModelSpec
 from pipeline.profiles import Profile
 from pipeline.report import ReportRow, write_reports
 
-from . import display
+from pipeline import progress
+
+from . import dashboard, display
 from .steps import ReelJob, process_reel
 
 
@@ -105,9 +108,13 @@ def reel_task(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profil
         say(f"[{job.title}] FAILED at {row.stage}: {job.path}: {row.error}")
         display.finish(job.title, row.status, row.stage_seconds)
         return row
-    with display.reporting(job.title):    # the stages' progress in samples, to the terminal's display
+    shown = dashboard.ReelProgress(job.title, words=settings.transcribe.enabled).start()
+    # the stages' progress in samples, to the terminal's display and to the dashboard's progress artifact
+    with display.reporting(job.title), progress.also(shown):
         row = process_reel(job, spec, settings, profile, force=force, say=say)
     display.finish(job.title, row.status, row.stage_seconds)
+    shown.finish(row)
+    dashboard.publish_qc(row)
     return row
 
 
@@ -132,6 +139,7 @@ def reel_flow(inputs: list[Path], out: Path, spec: ModelSpec, settings: Settings
     futures = reel_task.map(jobs, spec=spec, settings=settings, profile=profile, force=options.force)
     rows += [f.result() for f in futures]
     csv, html = report_task(rows, out, run_id, profile, spec.label)
+    dashboard.publish_report(rows, html, csv)
     return RunSummary(rows, csv, html, out)
 
 

@@ -62,3 +62,16 @@ def share(index: int, count: int) -> Iterator[None]:
     outer = _current.get()
     with reporting(lambda stage, done, total: outer(stage, index * total + done, count * total)):
         yield
+
+
+@contextlib.contextmanager
+def also(callback: Progress) -> Iterator[None]:
+    """Reports inside this block go to `callback` as well as to the current callback (a second view of the same
+    progress: the terminal's display and the Prefect dashboard)."""
+    outer = _current.get()
+
+    def both(stage: str, done: int, total: int) -> None:
+        outer(stage, done, total)
+        callback(stage, done, total)
+    with reporting(both):
+        yield

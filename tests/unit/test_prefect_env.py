@@ -61,3 +61,30 @@ def test_loading_silero_keeps_torch_threads():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "2"
+
+
+def test_a_port_with_a_listener_is_one_config_error_naming_it():
+    import socket
+
+    from flows import prefect_env
+    from pipeline.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"port {port} is in use.*--port"):
+            prefect_env.claim_port(port)
+    assert prefect_env.claim_port(port) == port      # free again once closed
+    with pytest.raises(ConfigError, match="not a TCP port"):
+        prefect_env.claim_port(70000)
+
+
+def test_a_configured_api_names_its_own_dashboard():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows import prefect_env
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://prefect.example:4200/api"}):
+        assert prefect_env.start_local_server(ui_port=4200) is None
+        assert prefect_env.dashboard_url(None) == "http://prefect.example:4200"

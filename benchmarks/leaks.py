@@ -86,7 +86,8 @@ def blocks(x: np.ndarray) -> np.ndarray:
     return meter.gating_blocks()
 
 
-def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5) -> list:
+def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5,
+           scan: bool = False) -> list:
     """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
     speech that separator extracts from the M&E instead of on the M&E)."""
     dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
@@ -98,6 +99,11 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
 
         def confirm(regions):
             return asr.transcribe(ArrayReader(me), RATE, regions, recogniser, layout="stereo", source="me").lines
+    if scan:      # the recogniser over all the dialogue in the M&E: events where it hears words, or the VAD speech
+        heard = [e for e in leaks.speech_in_me(dx_speech, dx_speech, blocks(dx), blocks(me), confirm=confirm)
+                 if e.words > 0]
+        found = leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me))
+        return heard + [e for e in found if not overlaps(e, heard)]
     return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm)
 
 
@@ -127,8 +133,9 @@ def main(argv=None) -> int:
     p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
                    help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
-    p.add_argument("--detector", choices=("vad", "dfn3"), default="vad",
-                   help="VAD on the M&E, or on the speech DFN3 extracts from the M&E")
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr"), default="vad",
+                   help="VAD on the M&E, on the speech DFN3 extracts from the M&E, or the recogniser over all the "
+                        "M&E during dialogue (with --asr)")
     p.add_argument("--csv", type=Path)
     p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
     p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
@@ -151,7 +158,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             dx, me = _stream(sep, d + m)
             truth = [r for r, _ in true_leaks(d, me - m, args.leak_db)]
-            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold)
+            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
+                            scan=args.detector == "asr")
             levels = [lv for _, lv in true_leaks(d, me - m, args.leak_db)]
             rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
                          "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),

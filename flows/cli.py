@@ -395,6 +395,10 @@ def _print_summary(summary, out: Path) -> int:
                   f"{title}_adr.csv, markers {title}_markers.edl")
         elif r.asr_error:
             print(f"          no words: speech recognition failed: {r.asr_error}")
+        if r.qc_events:
+            n = r.qc_events_n
+            count = f"{n:.0f}" if isinstance(n, (int, float)) and math.isfinite(n) else "?"
+            print(f"          QC events ({count}): {r.qc_events}")
     return qc_failed
 
 

@@ -27,9 +27,9 @@ from .readers import RawFile, Reader, Workspace
 WINDOW_S = 1.0          # decision window, seconds
 RAMP_S = 0.02           # crossfade between two windows' choices, seconds
 CHUNK_WINDOWS = 10      # windows read at a time
-COHERENT = 0.1          # rho at or above: the centre's dialogue in this channel
-SPEECH_DB = -15.0       # DFN3's estimate at or above this share of the channel: speech of its own
-ABOVE_CENTRE_DB = -100.0  # ... and at or above this level relative to the centre's DX (louder than a spill)
+COHERENT = 0.05         # rho at or above: the centre's dialogue in this channel
+SPEECH_DB = -20.0       # DFN3's estimate at or above this share of the channel: speech of its own
+ABOVE_CENTRE_DB = 6.0   # ... and at or above this level relative to the centre's DX (louder than a spill)
 PROJECT = True          # the centre's dialogue in a channel: its projection on the centre's DX (else DFN3's own)
 
 DEFAULTS = (COHERENT, SPEECH_DB, PROJECT, ABOVE_CENTRE_DB)

@@ -87,7 +87,8 @@ class Dfn3Cleanup:
     def clean(self, dx: Reader, rate: int, layout: Layout, workspace: Workspace) -> Reader:
         from .separate_dfn3 import Dfn3Separator
 
-        per_channel = Dfn3Separator(dataclasses.replace(self.separation, dfn3_pairs="channels"))
+        per_channel = Dfn3Separator(dataclasses.replace(self.separation, dfn3_pairs="channels",
+                                                                      surround="all"))
         with relabel("cleanup"):
             return per_channel.separate(dx, rate, layout, workspace, name="dx-clean").dx
 

@@ -93,6 +93,8 @@ class SeparationSettings:
     precision: str = "fp32"          # demucs on CUDA: fp32 | bf16 | fp16 (autocast); the CPU runs fp32 only
     dfn3_workers: int = 0            # processes running a reel's DFN3 streams at once; 0 = one per stream, up to
                                      # the cores
+    surround: str = "centre"         # dfn3 on 5.0/5.1/7.1: "centre" (dialogue from the centre first; the other
+                                     # channels keep DX only for speech of their own) | "all" (every group alike)
 
 
 def parse_tracks(value: Any, source: str | Path = "config") -> tuple[str, ...] | None:
@@ -121,6 +123,7 @@ def _check_split(value: Any, source: str | Path) -> bool:
     return True
 
 
+SURROUND_MODES = ("centre", "all")
 TRANSCRIBE_SOURCES = ("dx", "mix", "blend", "dx+mix")
 
 
@@ -207,6 +210,8 @@ class Settings:
                                    "separation.precision", source),
             dfn3_workers=int(check_range(sep.get("dfn3_workers", base.dfn3_workers), 0, 256,
                                          "separation.dfn3_workers", source)),
+            surround=check_choice(sep.get("surround", base.surround), SURROUND_MODES, "separation.surround",
+                                  source),
         )
         stem_map = dict(DEFAULT_STEM_MAP)
         for stem, target in check_mapping(data.get("stem_map"), "stem_map", source).items():

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import surround
 from .config import SeparationSettings
 from .errors import ModelError
 from .layout import Layout
@@ -73,7 +74,20 @@ class Dfn3Separator:
 
     def separate(self, mix: Reader, rate: int, layout: Layout, workspace: Workspace, *,
                  block_s: float = BLOCK_S, name: str = "stem-DX") -> Stems:
-        """DX of `mix` at `rate`, `block_s` seconds read at a time, into the spill file `name`."""
+        """DX of `mix` at `rate`, `block_s` seconds read at a time, into the spill file `name`. With
+        `surround: centre` a 5.0/5.1/7.1's DX is then gated channel by channel (pipeline/surround.py)."""
+        if self.settings.surround != "centre" or not surround.applies(layout):
+            return self.separate_groups(mix, rate, layout, workspace, block_s=block_s, name=name)
+        start = time.perf_counter()
+        groups = self.separate_groups(mix, rate, layout, workspace, block_s=block_s, name=f"{name}-groups")
+        dx = surround.centre_gate(mix, groups.dx, rate, layout, workspace, name=name)
+        workspace.remove(groups.dx)
+        return Stems(dx=dx, mx=None, fx=None, model=self.name, seconds=time.perf_counter() - start,
+                     blocks=groups.blocks)
+
+    def separate_groups(self, mix: Reader, rate: int, layout: Layout, workspace: Workspace, *,
+                        block_s: float = BLOCK_S, name: str = "stem-DX") -> Stems:
+        """DX of `mix` with every group (a pair's mid placed by pan, a channel) alike: `surround: all`."""
         start = time.perf_counter()
         tracks = self.tracks(layout)
         block = max(1, int(block_s * rate))

@@ -16,6 +16,7 @@ import soundfile as sf
 import hostile_corpus
 from conftest import run_cli
 from pipeline.config import Settings
+from pipeline.qcevents import EventSettings
 from pipeline.manifest import verify
 from pipeline.models import resolve
 from pipeline.profiles import load_profile
@@ -50,7 +51,8 @@ def delivered(harness, tmp_path_factory):
     hostile_corpus.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=24000/1001:duration=6", "-i", audio,
                           "-map", "0:v", "-map", "1:a", *hostile_corpus.H264, "-c:a", "pcm_s24le",
                           "-timecode", "01:00:00:00", "-shortest", reel)
-    profile = dataclasses.replace(load_profile("netflix"), split_channels=True)
+    # names here; QC events (netflix fails on words left in the M&E) are tested in tests/e2e/test_qc_events.py
+    profile = dataclasses.replace(load_profile("netflix"), split_channels=True, qc_events=EventSettings())
     settings = dataclasses.replace(Settings.load(), stereo_downmix=True)
     (row,) = run([reel], root / "out", resolve("dfn3"), settings, profile).rows
     return root / "out" / TITLE, row

@@ -199,7 +199,29 @@ def power_db(w: np.ndarray) -> np.ndarray:
 
 
 # ---- the checks: feed(block, offset) per block, finish(frames) at the end, events() -----------------
-class SilentChannel:
+class WindowCheck:
+    """The plumbing of a check over fixed `window_s` windows: blocks are cut into whole windows (`_windows`
+    gets their first sample and a (windows, samples, channels) array), and at the end the remainder is checked
+    when at least `rest_min()` samples long."""
+
+    def __init__(self, sink: Sink, layout: Layout):
+        self.sink, self.layout = sink, layout
+        self.win = Windows(round(sink.th["window_s"] * sink.rate))
+
+    def feed(self, block: np.ndarray, offset: int) -> None:
+        self._windows(*self.win.push(block))
+
+    def finish(self, frames: int) -> None:
+        self._windows(*self.win.rest(self.rest_min()))
+
+    def rest_min(self) -> int:
+        return self.win.size // 2
+
+    def _windows(self, start: int, w: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class SilentChannel(WindowCheck):
     """MIX only (a DX surround or an M&E centre may rightly be empty; the delivered programme's may not): a
     channel whose RMS over `window_s` windows is below `level_dbfs` while another full-band channel of the
     programme plays, for `min_s` or longer; or below it over the whole reel (one event, whatever the others
@@ -208,14 +230,14 @@ class SilentChannel:
     kind = "silent_channel"
 
     def __init__(self, sink: Sink, layout: Layout):
-        self.sink, self.layout, self.limit = sink, layout, sink.th["level_dbfs"]
-        self.win = Windows(round(sink.th["window_s"] * sink.rate))
+        super().__init__(sink, layout)
+        self.limit = sink.th["level_dbfs"]
         lfe = () if sink.th["include_lfe"] else layout.lfe
         self.checked = [i for i in range(layout.channels) if i not in lfe]
         self.loudest = np.full(layout.channels, -240.0)
 
-    def feed(self, block: np.ndarray, offset: int) -> None:
-        self._windows(*self.win.push(block))
+    def rest_min(self) -> int:
+        return 1
 
     def _windows(self, start: int, w: np.ndarray) -> None:
         if not len(w):
@@ -231,7 +253,7 @@ class SilentChannel:
                 self.sink.hit(self.layout.labels[i], Hit(first, first + w.shape[1], float(level[k, i])))
 
     def finish(self, frames: int) -> None:
-        self._windows(*self.win.rest(1))
+        super().finish(frames)
         for i in self.checked:
             self.sink.see(float(self.loudest[i]), higher_is_worse=False)
             if self.loudest[i] < self.limit and frames:
@@ -248,7 +270,7 @@ class SilentChannel:
         return self.sink.events(describe)
 
 
-class Phase:
+class Phase(WindowCheck):
     """MIX only (DX and M&E are the MIX split: a pair out of phase in one of them alone is a separation residual,
     measured down to −0.92 on clean reels, which the leak checks judge). Each pair of the layout (L/R, Ls/Rs,
     7.1's Lrs/Rrs and Lss/Rss): `window_s` windows where both channels
@@ -259,12 +281,8 @@ class Phase:
     kind = "phase"
 
     def __init__(self, sink: Sink, layout: Layout):
-        self.sink, self.layout = sink, layout
+        super().__init__(sink, layout)
         self.pairs = [g for g in layout.groups if len(g) == 2]
-        self.win = Windows(round(sink.th["window_s"] * sink.rate))
-
-    def feed(self, block: np.ndarray, offset: int) -> None:
-        self._windows(*self.win.push(block))
 
     def _windows(self, start: int, w: np.ndarray) -> None:
         th = self.sink.th
@@ -286,9 +304,6 @@ class Phase:
                 first = start + k * w.shape[1]
                 self.sink.hit(label, Hit(first, first + w.shape[1], float(side_mid[k]), extra=float(-corr[k])))
 
-    def finish(self, frames: int) -> None:
-        self._windows(*self.win.rest(self.win.size // 2))
-
     def events(self) -> list[qcevents.QcEvent]:
         def describe(hit: Hit) -> tuple[float, str]:
             return hit.level, (f"pair out of phase: correlation down to {-hit.extra:.2f} (below "
@@ -297,19 +312,12 @@ class Phase:
         return self.sink.events(describe)
 
 
-class LfeBand:
+class LfeBand(WindowCheck):
     """The LFE channel(s): `window_s` windows (Hann-weighted spectrum) whose content above `cutoff_hz` is at
     or above `ratio_db` relative to the window's whole level and at or above `min_dbfs` RMS. level_db: the
     level of the content above the cutoff, dBFS RMS."""
 
     kind = "lfe_band"
-
-    def __init__(self, sink: Sink, layout: Layout):
-        self.sink, self.layout = sink, layout
-        self.win = Windows(round(sink.th["window_s"] * sink.rate))
-
-    def feed(self, block: np.ndarray, offset: int) -> None:
-        self._windows(*self.win.push(block))
 
     def _windows(self, start: int, w: np.ndarray) -> None:
         th, n = self.sink.th, w.shape[1]
@@ -328,9 +336,6 @@ class LfeBand:
                 first = start + k * n
                 self.sink.hit(self.layout.labels[i], Hit(first, first + n, float(band[k]), extra=float(ratio[k])))
 
-    def finish(self, frames: int) -> None:
-        self._windows(*self.win.rest(self.win.size // 2))
-
     def events(self) -> list[qcevents.QcEvent]:
         def describe(hit: Hit) -> tuple[float, str]:
             return hit.level, (f"LFE content above {self.sink.th['cutoff_hz']:g} Hz, up to {hit.extra:.1f} dB "
@@ -338,18 +343,11 @@ class LfeBand:
         return self.sink.events(describe)
 
 
-class DcOffset:
+class DcOffset(WindowCheck):
     """Every channel: the mean over `window_s` windows (the last, shorter one when at least 1 s) at or above
     `level_dbfs`. level_db: |mean|, dBFS."""
 
     kind = "dc_offset"
-
-    def __init__(self, sink: Sink, layout: Layout):
-        self.sink, self.layout = sink, layout
-        self.win = Windows(round(sink.th["window_s"] * sink.rate))
-
-    def feed(self, block: np.ndarray, offset: int) -> None:
-        self._windows(*self.win.push(block))
 
     def _windows(self, start: int, w: np.ndarray) -> None:
         if not len(w):
@@ -360,8 +358,8 @@ class DcOffset:
             first = start + k * w.shape[1]
             self.sink.hit(self.layout.labels[i], Hit(first, first + w.shape[1], float(level[k, i])))
 
-    def finish(self, frames: int) -> None:
-        self._windows(*self.win.rest(min(self.win.size, self.sink.rate)))
+    def rest_min(self) -> int:
+        return min(self.win.size, self.sink.rate)
 
     def events(self) -> list[qcevents.QcEvent]:
         def describe(hit: Hit) -> tuple[float, str]:

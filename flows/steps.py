@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline import (__version__, asr, asr_model, audio, battery, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
                       leaks, media, package, qc, qcevents, remux, spotting, starttc, vad, wordfiles)
-from pipeline.config import Settings
+from pipeline.config import SeparationSettings, Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
@@ -85,6 +85,37 @@ def get_separator(spec: ModelSpec, settings: Settings) -> Separator:
         return _separators[key]
 
 
+_device_gates: dict[str, threading.BoundedSemaphore] = {}
+
+
+def device_slots(separator: Separator, settings: SeparationSettings) -> int | None:
+    """How many reels may separate at once on `separator`'s device: separation.device_reels, or (0, auto) one on
+    a CUDA device — its batches already fill the GPU, so a second reel's would only queue inside it while that
+    reel could be running its CPU stages — and no limit on the CPU (None), where each file has its share of
+    the cores."""
+    if settings.device_reels:
+        return settings.device_reels
+    return 1 if str(getattr(separator, "device", "cpu")).startswith("cuda") else None
+
+
+@contextlib.contextmanager
+def device_turn(separator: Separator, settings: SeparationSettings, timer: "StageTimer"):
+    """Hold one of the device's slots (device_slots) for the separation; the wait is recorded as the `queue`
+    stage and is not counted in the stage running (the separation starts when the slot is had)."""
+    slots = device_slots(separator, settings)
+    if slots is None:
+        yield
+        return
+    device = str(getattr(separator, "device", "cpu"))
+    with _separators_lock:
+        gate = _device_gates.setdefault(f"{device}/{slots}", threading.BoundedSemaphore(slots))
+    stage, timer.current, waited = timer.current, "queue", time.perf_counter()
+    with gate:
+        timer.record("queue", time.perf_counter() - waited)
+        timer.current, timer.stage_started = stage, time.perf_counter()
+        yield
+
+
 def ffmpeg_timeout(duration_s: float) -> float:
     """Generous time limit for one ffmpeg pass over a file: a minute plus twice its duration."""
     return 60.0 + 2.0 * max(duration_s, 0.0)
@@ -102,9 +133,9 @@ class StageTimer:
     @contextlib.contextmanager
     def __call__(self, name: str):
         self.current = name
-        self.stage_started = t0 = time.perf_counter()     # the progress display's speed is since then
-        yield
-        self.record(name, time.perf_counter() - t0)
+        self.stage_started = time.perf_counter()     # the progress display's speed is since then; a stage
+        yield                                         # that waits (device_turn) moves it to its real start
+        self.record(name, time.perf_counter() - self.stage_started)
 
     def record(self, name: str, seconds: float) -> None:
         """Add `seconds` to stage `name` and print its line (also for a stage timed elsewhere)."""
@@ -301,8 +332,10 @@ def _extract(reel: Reel) -> None:
 
 
 def _separate(reel: Reel) -> None:
-    reel.stems = get_separator(reel.spec, reel.settings).separate(reel.mix, reel.rate, reel.probed.layout,
-                                                                  reel.workspace)
+    """The stems, with the device's turn held (device_turn: one reel at a time on a GPU by default)."""
+    separator = get_separator(reel.spec, reel.settings)
+    with device_turn(separator, reel.settings.separation, reel.timer):
+        reel.stems = separator.separate(reel.mix, reel.rate, reel.probed.layout, reel.workspace)
 
 
 def _cleanup(reel: Reel) -> None:

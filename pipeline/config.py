@@ -95,6 +95,8 @@ class SeparationSettings:
                                      # the cores
     surround: str = "centre"         # dfn3 on 5.0/5.1/7.1: "centre" (dialogue from the centre first; the other
                                      # channels keep DX only for speech of their own) | "all" (every group alike)
+    device_reels: int = 0            # reels separating on a CUDA device at once (the others wait, running their
+                                     # CPU stages meanwhile); 0 = auto: 1 on CUDA, no limit on the CPU
 
 
 def parse_tracks(value: Any, source: str | Path = "config") -> tuple[str, ...] | None:
@@ -212,6 +214,8 @@ class Settings:
                                          "separation.dfn3_workers", source)),
             surround=check_choice(sep.get("surround", base.surround), SURROUND_MODES, "separation.surround",
                                   source),
+            device_reels=int(check_range(sep.get("device_reels", base.device_reels), 0, 64,
+                                         "separation.device_reels", source)),
         )
         stem_map = dict(DEFAULT_STEM_MAP)
         for stem, target in check_mapping(data.get("stem_map"), "stem_map", source).items():

@@ -4,7 +4,8 @@ Mixtures are drawn (fixed seed) from the corpus's `eval/` split — voices, piec
 training — as N clips of S seconds, 48 kHz stereo, dialogue set 0 to −10 dB against music+effects. For each
 method it reports, per stem (DX, M&E), the mean SI-SDR and the Sound Demixing Challenge global SDR
 (10·log10(Σs² / Σ(s−ŝ)²), per mixture, then averaged), their improvement over the unprocessed mixture, and
-seconds of processing per minute of audio. Prints a Markdown table; `--csv` writes per-mixture rows.
+seconds of processing per minute of audio. Prints a Markdown table over all mixtures, then one per part: dev (even
+mixture index; every choice is made on it) and test (odd; reported, never tuned on). `--csv` writes per-mixture rows.
 
     .venv/bin/python benchmarks/separation.py [--corpus DIR] [--mixtures 20] [--seconds 10] [--model SPEC ...]
 """
@@ -166,15 +167,30 @@ def run(mixtures: list[Mixture], funcs: dict[str, callable]) -> tuple[list[dict]
             scores.append(s)
             per_mix.append({"method": name, "mixture": i, "dialogue_db": round(m.dialogue_db, 2),
                             "dx_si_sdr": s[0], "me_si_sdr": s[1], "dx_sdr": s[2], "me_sdr": s[3]})
-        sc, b = np.array(scores), np.array(base)
-        rows.append({"method": name, "dx_si_sdr": sc[:, 0].mean(), "dx_si_sdri": (sc[:, 0] - b[:, 0]).mean(),
-                     "dx_sdr": sc[:, 2].mean(), "dx_sdri": (sc[:, 2] - b[:, 2]).mean(),
-                     "me_si_sdr": sc[:, 1].mean(), "me_si_sdri": (sc[:, 1] - b[:, 1]).mean(),
-                     "me_sdr": sc[:, 3].mean(), "me_sdri": (sc[:, 3] - b[:, 3]).mean(),
-                     "s_per_min": seconds / minutes})
+        rows.append(summary(name, np.array(scores), np.array(base), seconds / minutes))
         print(f"  {name}: DX SI-SDRi {rows[-1]['dx_si_sdri']:+.2f} dB, {rows[-1]['s_per_min']:.1f} s/min",
               file=sys.stderr, flush=True)
     return rows, per_mix
+
+
+def summary(name: str, sc: np.ndarray, b: np.ndarray, s_per_min: float) -> dict:
+    """A method's table row from its per-mixture scores `sc` and the unprocessed mixtures' `b` (columns: DX SI-SDR,
+    M&E SI-SDR, DX SDR, M&E SDR)."""
+    return {"method": name, "dx_si_sdr": sc[:, 0].mean(), "dx_si_sdri": (sc[:, 0] - b[:, 0]).mean(),
+            "dx_sdr": sc[:, 2].mean(), "dx_sdri": (sc[:, 2] - b[:, 2]).mean(),
+            "me_si_sdr": sc[:, 1].mean(), "me_si_sdri": (sc[:, 1] - b[:, 1]).mean(),
+            "me_sdr": sc[:, 3].mean(), "me_sdri": (sc[:, 3] - b[:, 3]).mean(), "s_per_min": s_per_min}
+
+
+def part_rows(rows: list[dict], per_mix: list[dict], part: str) -> list[dict]:
+    """The table's rows over one part of the mixtures: dev = even index (every choice is made on it), test = odd
+    (reported, never tuned on). Speed is the whole run's."""
+    keep = 0 if part == "dev" else 1
+    cols = ("dx_si_sdr", "me_si_sdr", "dx_sdr", "me_sdr")
+    score = lambda name: np.array([[r[c] for c in cols] for r in per_mix      # noqa: E731
+                                   if r["method"] == name and r["mixture"] % 2 == keep])
+    base = score(rows[0]["method"])      # the first method is the unprocessed mixture
+    return [summary(r["method"], score(r["method"]), base, r["s_per_min"]) for r in rows]
 
 
 def table(rows: list[dict]) -> str:
@@ -197,17 +213,26 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--model", action="append", default=[], help="extra demucs model spec (name, file, folder)")
     p.add_argument("--csv", type=Path, default=None, help="write per-mixture scores here")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="only the methods whose names contain one of these (the unprocessed mixture always)")
     args = p.parse_args(argv)
     if not (args.corpus / "eval").is_dir():
         from pipeline.training.corpus import build_corpus
         print(f"building the corpus in {args.corpus} ...", file=sys.stderr, flush=True)
         build_corpus(args.corpus, minutes=3.0, seed=0)
     mixtures = make_mixtures(args.corpus, args.mixtures, args.seconds, args.seed)
-    rows, per_mix = run(mixtures, methods(args.model))
+    funcs = methods(args.model)
+    if args.methods:
+        funcs = {k: f for i, (k, f) in enumerate(funcs.items()) if i == 0 or any(m in k for m in args.methods)}
+    rows, per_mix = run(mixtures, funcs)
     print(f"\nSeparation benchmark, {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} cores), {time.strftime('%Y-%m-%d')}: {len(mixtures)} held-out mixtures of "
           f"{args.seconds:g} s, 48 kHz stereo, dialogue 0 to -10 dB against music+effects, seed {args.seed}\n")
     print(table(rows))
+    for part in ("dev", "test"):
+        print(f"\n{part} part ({'even' if part == 'dev' else 'odd'} mixtures: "
+              f"{'every choice is made on it' if part == 'dev' else 'reported, never tuned on'})\n")
+        print(table(part_rows(rows, per_mix, part)))
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as fh:

@@ -170,6 +170,8 @@ def collect(args) -> list[dict]:
             raise SystemExit(f"surround: no {folder / 'eval'} (see benchmarks/separation.py, benchmarks/real_set.py)")
         for kind in KINDS:
             for i in range(args.mixtures):
+                if args.part and (i % 2 == 0) != (args.part == "dev"):
+                    continue
                 mix, truth = make_mixture(folder, kind, i, args.seconds, args.seed)
                 key = CACHE / f"{set_name}-{kind}-{i}-{args.seconds:g}s-{args.seed}.npy"
                 groups = dfn3_groups(mix, None if args.no_cache else key)
@@ -196,7 +198,7 @@ def table(rows: list[dict]) -> str:
         for kind in KINDS:
             for part in ("dev", "test"):
                 sel = [r for r in rows if (r["set"], r["kind"], r["part"]) == (set_name, kind, part)]
-                for method in ("all", "centre"):
+                for method in ("all", "centre") if sel else ():
                     m = {k: np.nanmean([r[method][k] for r in sel]) for k in sel[0][method]}
                     lr = "—" if np.isnan(m["leak_lr"]) else f"{m['leak_lr']:.1f}"
                     lines.append(f"| {set_name} | {kind} | {part} | {method} | {m['si_sdr']:.2f} | "
@@ -226,6 +228,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=51)
     p.add_argument("--sweep", action="store_true", help="also print the dev-only threshold grid")
     p.add_argument("--no-cache", action="store_true", help="recompute DFN3's per-group DX")
+    p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
     args = p.parse_args(argv)
     rows = collect(args)
     print(f"\nSurround benchmark, {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}, "

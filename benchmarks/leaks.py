@@ -74,7 +74,7 @@ def true_leaks(d: np.ndarray, e: np.ndarray, leak_db: float) -> list[tuple[vad.R
     for r in speech:
         if r.duration_s < 0.5:
             continue
-        level = leaks._block_level(be, r.start_s, r.end_s) - leaks._block_level(bd, r.start_s, r.end_s)
+        level = leaks.block_level(be, r.start_s, r.end_s) - leaks.block_level(bd, r.start_s, r.end_s)
         if level > leak_db:
             out.append((r, level))
     return out

@@ -48,7 +48,7 @@ def intersect(a: Iterable[RegionLike], b: Iterable[RegionLike]) -> list[Region]:
     return out
 
 
-def _block_level(blocks: np.ndarray, start_s: float, end_s: float) -> float:
+def block_level(blocks: np.ndarray, start_s: float, end_s: float) -> float:
     """Energy mean, in LUFS, of the momentary blocks that lie inside [start_s, end_s) (the one nearest the
     middle when none fits)."""
     first = int(math.ceil(start_s / HOP_S))
@@ -107,7 +107,7 @@ def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike
     checked for words (their level still counts)."""
     t = merged(SPEECH_IN_ME, overrides, "speech_in_me")
     regions = leak_candidates(dx_speech, me_speech, t)
-    levels = [_block_level(me_blocks, r.start_s, r.end_s) - _block_level(dx_blocks, r.start_s, r.end_s)
+    levels = [block_level(me_blocks, r.start_s, r.end_s) - block_level(dx_blocks, r.start_s, r.end_s)
               for r in regions]
     heard_regions = within_budget(regions, levels, t["asr_budget_s"]) if confirm is not None else []
     words: list = []
@@ -153,7 +153,7 @@ def bed_in_dx(dx_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
     for r in spans:
         if r.duration_s < t["min_s"]:
             continue
-        level = _block_level(dx_blocks, r.start_s, r.end_s) - reference
+        level = block_level(dx_blocks, r.start_s, r.end_s) - reference
         events.append(QcEvent("bed_in_dx", r.start_s, r.end_s, "DX", "", level,
                               detail=f"DX without dialogue at {level:+.1f} LU against its dialogue "
                                      f"({t['above_lu']:+.0f} LU allowed)"))

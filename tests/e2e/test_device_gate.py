@@ -7,6 +7,7 @@ needed here: a separator that says its device is "cuda" is enough for the gate, 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -124,10 +125,24 @@ def test_process_reel_takes_the_device_turn(tmp_path, monkeypatch):
     log: dict = {}
     gated = Gated(steps.get_separator(spec, settings), log)
     monkeypatch.setattr(steps, "get_separator", lambda spec, settings: gated)
+    # both reels reach the gate together, whatever their earlier stages took (CI machines are uneven): then one
+    # of them must wait the other's whole separation
+    arrive, real_turn = threading.Barrier(2, timeout=120), steps.device_turn
+
+    @contextlib.contextmanager
+    def turn_together(separator, separation, timer):
+        arrive.wait()
+        with real_turn(separator, separation, timer):
+            yield
+
+    monkeypatch.setattr(steps, "device_turn", turn_together)
     with ThreadPoolExecutor(2) as pool:
         rows = list(pool.map(lambda job: steps.process_reel(job, spec, settings, profile, say=lambda m: None),
                              jobs))
     assert [r.status for r in rows] == ["ok", "ok"], [r.error for r in rows]
     assert overlap(log["r1"], log["r2"]) == 0.0
-    waited = max(rows, key=lambda r: r.stage_seconds.get("queue", 0.0))
-    assert waited.stage_seconds["queue"] > 0.5 * waited.stage_seconds["separate"]
+    waited, first = sorted(rows, key=lambda r: r.stage_seconds.get("queue", 0.0), reverse=True)
+    # it waited for the other's separation (measured 0.8 of the other's stage time: DFN3's native call holds
+    # the GIL for a block, so the waiting thread starts its clock late), and that wait is not in its own stage
+    assert waited.stage_seconds["queue"] > 0.5 * first.stage_seconds["separate"]
+    assert first.stage_seconds.get("queue", 0.0) < 0.1 * waited.stage_seconds["queue"]

@@ -296,12 +296,14 @@ def _num(value) -> float:
 
 
 def reelsplit_run(inputs: Iterable[Path], out: Path, *, model: str, workers: int = 1, log: Path,
-                  extra: Sequence[str] = (), timeout: float | None = None) -> ReelsplitRun:
-    """`reelsplit run INPUTS --out OUT --model MODEL --workers N` into a fresh OUT; every file must come out ok."""
+                  extra: Sequence[str] = (), timeout: float | None = None, exe: Sequence[str] | None = None,
+                  env: dict | None = None) -> ReelsplitRun:
+    """`reelsplit run INPUTS --out OUT --model MODEL --workers N` into a fresh OUT; every file must come out ok.
+    `exe`/`env`: another reelsplit (benchmarks/then_now.py runs an earlier commit's code)."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [*reelsplit_exe(), "run", *map(str, inputs), "--out", str(out), "--model", model,
+    cmd = [*(exe or reelsplit_exe()), "run", *map(str, inputs), "--out", str(out), "--model", model,
            "--workers", str(workers), *extra]
-    sampled = run_sampled(cmd, log=log, env=bench_env(), timeout=timeout, check=False)
+    sampled = run_sampled(cmd, log=log, env=env or bench_env(), timeout=timeout, check=False)
     try:
         with open(out / "reports" / "latest.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))

@@ -32,8 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from pipeline.report import STAGES  # noqa: E402  (the report's stage columns, `queue` included)
+
 FILM_S = 7200.0
-STAGES = ("probe", "extract", "queue", "separate", "cleanup", "vad", "loudness", "write", "words", "qc", "remux")
 
 
 def htdemucs_arch(folder: Path) -> Path:

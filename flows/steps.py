@@ -484,15 +484,19 @@ SUBFOLDERS = {"stereo": "stereo downmix", FOLDDOWN_DIR: "Lt/Rt fold-down"}
 
 
 def _qc(reel: Reel) -> None:
-    """QC of the written stems (and of the stereo downmix and the Lt/Rt fold-down's stems when made)."""
-    reel.checked = _check(reel.wavs, reel.probed.layout.name, reel.profile)
-    reasons = list(reel.checked.reasons)
-    for folder, what in SUBFOLDERS.items():
-        wavs = {k.split("/")[1]: v for k, v in reel.wavs.items() if k.startswith(f"{folder}/")}
-        if wavs:
-            reel.sub_qc[folder] = _check(wavs, "stereo", reel.profile)
-            reasons += [f"{what}: {r}" for r in reel.sub_qc[folder].reasons]
-    reel.events = _events(reel)
+    """QC of the written stems (and of the stereo downmix and the Lt/Rt fold-down's stems when made). The
+    battery (numpy over the written stems, needing nothing else) runs in a thread beside the VAD and the
+    measurements (benchmarks/RESULTS.md, "Then and now")."""
+    with ThreadPoolExecutor(1, thread_name_prefix=f"battery-{reel.job.title}") as pool:
+        battery_events = pool.submit(_battery, reel)
+        reel.checked = _check(reel.wavs, reel.probed.layout.name, reel.profile)
+        reasons = list(reel.checked.reasons)
+        for folder, what in SUBFOLDERS.items():
+            wavs = {k.split("/")[1]: v for k, v in reel.wavs.items() if k.startswith(f"{folder}/")}
+            if wavs:
+                reel.sub_qc[folder] = _check(wavs, "stereo", reel.profile)
+                reasons += [f"{what}: {r}" for r in reel.sub_qc[folder].reasons]
+        reel.events = sorted(_events(reel) + battery_events.result(), key=lambda e: e.start_s)
     reasons += qcevents.judge(reel.events, reel.profile.qc_events)
     if reasons != list(reel.checked.reasons):
         reel.checked = dataclasses.replace(reel.checked, reasons=tuple(reasons), qc="fail" if reasons else "pass")
@@ -501,17 +505,20 @@ def _qc(reel: Reel) -> None:
 
 
 def _events(reel: Reel) -> list[qcevents.QcEvent]:
-    """The reel's QC events (pipeline.leaks over the QC's VAD regions and loudness blocks), in time order."""
+    """The reel's separation events (pipeline.leaks over the QC's VAD regions and loudness blocks)."""
     checked, settings = reel.checked, reel.profile.qc_events
     events = leaks.speech_in_me(checked.speech, checked.me_candidates, checked.momentary["DX"],
                                 checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel))
-    events += leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
+    return events + leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
+
+
+def _battery(reel: Reel) -> list[qcevents.QcEvent]:
+    """The QC battery's events over the written MIX, DX and M&E (pipeline.battery)."""
     video = reel.probed.info.video[0] if reel.probed.info.video else None
     fps = float(video.frame_rate) if video is not None and video.frame_rate else None
     stems = {name: path for name, path in reel.wavs.items() if "/" not in name and name in ("MIX", "DX", "ME")}
-    events += battery.run_battery(stems, reel.probed.layout.name, settings,
-                                  picture_s=video.duration_s if video is not None else None, fps=fps)
-    return sorted(events, key=lambda e: e.start_s)
+    return battery.run_battery(stems, reel.probed.layout.name, reel.profile.qc_events,
+                               picture_s=video.duration_s if video is not None else None, fps=fps)
 
 
 def _me_words(reel: Reel) -> Callable[[list], list] | None:
@@ -525,7 +532,8 @@ def _me_words(reel: Reel) -> Callable[[list], list] | None:
         reader = WavReader(reel.wavs["ME"])
         try:
             recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
-            options = asr.AsrOptions(language=reel.words.transcript.language or None, beam_size=t.beam_size)
+            options = asr.AsrOptions(language=reel.words.transcript.language or None, beam_size=t.beam_size,
+                                     fallback=False)    # a yes/no on words: one decoding per window
             return list(asr.transcribe(reader, reel.rate, regions, recogniser, options=options, layout=layout,
                                        source="me").lines)
         except Exception as exc:    # noqa: BLE001 - the events keep their levels, the reel goes on

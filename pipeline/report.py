@@ -11,7 +11,9 @@ import pandas as pd
 from . import excerpts, htmlreport
 from .outputs import write_text_atomic
 
-STAGES = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "words", "remux", "qc")
+# the stages timed per reel, in the order they run; `queue` is the wait for the device's turn before the separation
+# (flows.steps.device_turn: one reel at a time on a GPU), 0 or absent when there was none
+STAGES = ("probe", "extract", "queue", "separate", "cleanup", "vad", "loudness", "write", "words", "remux", "qc")
 
 
 @dataclass

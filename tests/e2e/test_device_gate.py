@@ -146,3 +146,5 @@ def test_process_reel_takes_the_device_turn(tmp_path, monkeypatch):
     # the GIL for a block, so the waiting thread starts its clock late), and that wait is not in its own stage
     assert waited.stage_seconds["queue"] > 0.5 * first.stage_seconds["separate"]
     assert first.stage_seconds.get("queue", 0.0) < 0.1 * waited.stage_seconds["queue"]
+    # and the report's CSV has it as its own column
+    assert waited.as_flat()["queue_s"] == round(waited.stage_seconds["queue"], 3) > 0

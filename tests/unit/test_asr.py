@@ -172,3 +172,36 @@ def test_recorded_sentences_are_recognised_word_for_word():
     for word in (w for line in got.lines for w in line.words):
         assert any(s - 0.25 <= word.start <= word.end <= e + 0.25 for s, e in regions), word
         assert 0.0 <= word.probability <= 1.0
+
+
+class SegmentRecogniser(FakeRecogniser):
+    """Answers each window with the given segments (words, compression ratio, mean log-probability)."""
+
+    def __init__(self, segments):
+        super().__init__(lambda audio: [])
+        self.segments = segments
+
+    def transcribe(self, audio, language=None, **kw):
+        self.calls.append((audio.size, language, kw))
+        return iter(self.segments), SimpleNamespace(language="en", language_probability=1.0)
+
+
+def test_without_the_fallback_one_greedy_decoding_and_what_it_would_have_retried_is_dropped():
+    """The QC's M&E check (fallback False): temperature 0 only, and a segment that repeats itself (the
+    hallucination measured on a DFN3 M&E: "I'm sorry." 40 times, compression ratio 13.25) or that the recogniser
+    doubts (mean log-probability under -1) gives no words; a plain segment stands. With the fallback (the
+    words stage) the recogniser's own retries decide and nothing is filtered here."""
+    sorry = SimpleNamespace(words=[_word(0.2 + i, 0.8 + i, " sorry.", 0.9) for i in range(20)],
+                            compression_ratio=13.25, avg_logprob=-0.17)
+    doubtful = SimpleNamespace(words=[_word(21.0, 21.5, " what", 0.6)], compression_ratio=1.1, avg_logprob=-1.4)
+    plain = SimpleNamespace(words=[_word(23.0, 23.4, " Hello", 0.9), _word(23.5, 23.9, " there.", 0.9)],
+                            compression_ratio=1.0, avg_logprob=-0.3)
+    reader = ArrayReader(np.zeros((30 * 16_000, 1), np.float32))
+    rec = SegmentRecogniser([sorry, doubtful, plain])
+    got = asr.transcribe(reader, 16_000, [(0.0, 28.0)], rec, options=AsrOptions(language="en", fallback=False))
+    assert rec.calls[-1][2]["temperature"] == 0.0
+    assert [line.text for line in got.lines] == ["Hello there."]
+    rec = SegmentRecogniser([sorry, doubtful, plain])
+    got = asr.transcribe(reader, 16_000, [(0.0, 28.0)], rec, options=AsrOptions(language="en"))
+    assert "temperature" not in rec.calls[-1][2]
+    assert asr.word_count(got) == 23

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import (CACHE, ROOT, BenchmarkError, Column, add_common_args, audio_seconds, main_guard, make_reel,
+from _common import (CACHE, ROOT, Column, add_common_args, audio_seconds, bench_env, main_guard, make_reel,
                      markdown_table, note, print_header, reelsplit_run, write_csv)
 from peer import untrained_package
 
@@ -87,8 +87,6 @@ def main(argv=None) -> int:
         p.error("--minutes must be > 0 and --repeat >= 1")
 
     def run() -> int:
-        from _common import bench_env
-
         if args.untrained:
             args.model, package = untrained_package(args.untrained, args.work / "demucs-repo-untrained")
             args.reelsplit_model = str(package)
@@ -118,8 +116,6 @@ def main(argv=None) -> int:
                                      ("peak_process_mib", "peak RSS, largest process (MiB)", ".0f")]))
         if args.csv:
             write_csv(args.csv, rows, m)
-        if not any(r["what"] == "now" for r in rows):
-            raise BenchmarkError("no run of the current code")
         return 0
 
     return main_guard(run)

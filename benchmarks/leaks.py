@@ -98,7 +98,7 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
         from pipeline import asr
 
         def confirm(regions):
-            return asr.transcribe({"me": ArrayReader(me)}, RATE, regions, recogniser, layout="stereo",
+            return asr.transcribe(ArrayReader(me), RATE, regions, recogniser, layout="stereo", source="me",
                                   options=asr.AsrOptions(fallback=False)).lines   # as the QC runs it
     if scan:      # the recogniser over all the dialogue in the M&E: events where it hears words, or the VAD speech
         heard = [e for e in leaks.speech_in_me(dx_speech, dx_speech, blocks(dx), blocks(me), confirm=confirm)

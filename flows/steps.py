@@ -1,5 +1,4 @@
-"""One reel through every stage: probe → extract → separate → cleanup → vad → loudness → write → qc, with the words
-(speech recognition) in a thread from the VAD on and the remux in a thread beside the QC.
+"""One reel through every stage: probe → extract → separate → cleanup → vad → loudness → write → words → remux → qc.
 
 Plain Python over `pipeline` steps, so the flow (flows/reel.py) stays thin and tests can call it directly.
 `process_reel` probes the file into a per-reel context (`Reel`: the job, probe info, layout, cache key, stage
@@ -26,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline import (__version__, asr, asr_model, audio, battery, cleanup, cuesheets, deliver, deliverable, discrete, downmix,
-                      leaks, media, package, progress, qc, qcevents, remux, spotting, starttc, vad, wordfiles)
+                      leaks, media, package, qc, qcevents, remux, spotting, starttc, vad, wordfiles)
 from pipeline.config import SeparationSettings, Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
@@ -38,7 +37,7 @@ from pipeline.models import ModelSpec
 from pipeline.naming import NameFields, reel_fields
 from pipeline.outputs import discard, remove_partials, removed_on_failure, sha256_file, title_lock, write_text_atomic
 from pipeline.profiles import Profile
-from pipeline.readers import Cancellable, Difference, Mapped, RawFile, Reader, Sum, WavReader, Workspace, reopen
+from pipeline.readers import Difference, Mapped, RawFile, Reader, Sum, WavReader, Workspace
 from pipeline.report import ReportRow
 from pipeline.separate import Separator, load_separator
 from pipeline.stems import Stems
@@ -137,18 +136,6 @@ class StageTimer:
         self.stage_started = time.perf_counter()     # the progress display's speed is since then; a stage
         yield                                         # that waits (device_turn) moves it to its real start
         self.record(name, time.perf_counter() - self.stage_started)
-
-    @contextlib.contextmanager
-    def aside(self, name: str):
-        """A wait inside the running stage for stage `name` (timed where it runs, e.g. in a thread): shown as
-        `name` while it lasts and left out of the running stage's seconds."""
-        outer, began = self.current, time.perf_counter()
-        self.current = name
-        try:
-            yield
-        finally:
-            self.current = outer
-            self.stage_started += time.perf_counter() - began
 
     def record(self, name: str, seconds: float) -> None:
         """Add `seconds` to stage `name` and print its line (also for a stage timed elsewhere)."""
@@ -496,11 +483,10 @@ def _check(wavs: dict[str, Path], layout: str, profile: Profile) -> qc.QcResult:
 SUBFOLDERS = {"stereo": "stereo downmix", FOLDDOWN_DIR: "Lt/Rt fold-down"}
 
 
-def _qc(reel: Reel, words_done: Callable[[], None] = lambda: None) -> None:
+def _qc(reel: Reel) -> None:
     """QC of the written stems (and of the stereo downmix and the Lt/Rt fold-down's stems when made). The
     battery (numpy over the written stems, needing nothing else) runs in a thread beside the VAD and the
-    measurements (benchmarks/RESULTS.md, "Then and now"); `words_done` is waited for before the events, whose
-    M&E check uses the words' recogniser and language."""
+    measurements (benchmarks/RESULTS.md, "Then and now")."""
     with ThreadPoolExecutor(1, thread_name_prefix=f"battery-{reel.job.title}") as pool:
         battery_events = pool.submit(_battery, reel)
         reel.checked = _check(reel.wavs, reel.probed.layout.name, reel.profile)
@@ -510,7 +496,6 @@ def _qc(reel: Reel, words_done: Callable[[], None] = lambda: None) -> None:
             if wavs:
                 reel.sub_qc[folder] = _check(wavs, "stereo", reel.profile)
                 reasons += [f"{what}: {r}" for r in reel.sub_qc[folder].reasons]
-        words_done()
         reel.events = sorted(_events(reel) + battery_events.result(), key=lambda e: e.start_s)
     reasons += qcevents.judge(reel.events, reel.profile.qc_events)
     if reasons != list(reel.checked.reasons):
@@ -549,8 +534,8 @@ def _me_words(reel: Reel) -> Callable[[list], list] | None:
             recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
             options = asr.AsrOptions(language=reel.words.transcript.language or None, beam_size=t.beam_size,
                                      fallback=False)    # a yes/no on words: one decoding per window
-            return list(asr.transcribe({"me": reader}, reel.rate, regions, recogniser, options=options,
-                                       layout=layout).lines)
+            return list(asr.transcribe(reader, reel.rate, regions, recogniser, options=options, layout=layout,
+                                       source="me").lines)
         except Exception as exc:    # noqa: BLE001 - the events keep their levels, the reel goes on
             log.warning("speech recognition of the M&E failed for %s: %s", reel.job.path, exc)
             return []
@@ -597,100 +582,40 @@ def _asr_inputs(source: str, dx: Reader, mix: Reader) -> dict[str, Reader]:
             "blend": {"blend": Sum(dx, Difference(mix, dx), 10 ** (BLEND_DB / 20))}}[source]
 
 
-@dataclass(frozen=True)
-class Recognition:
-    """The words stage running in a thread (`_start_words`): `transcript` resolves to the Transcript (or the
-    exception), `language` to the ISO 639-1 code as soon as it is fixed (None when there is none), `seconds` to
-    the thread's own time; setting `stop` ends it at its next read."""
-
-    transcript: Future
-    language: Future
-    seconds: Future
-    stop: threading.Event
-
-
-def _start_words(reel: Reel) -> Recognition | None:
-    """Speech recognition (unless --no-transcribe) started in a thread over the spill files of the cleaned DX and
-    the mix, right after the VAD, so that it runs beside loudness, write and the QC instead of after them (on 2
-    cores a DFN3 run's words stage was 30 % of its wall time after the write; benchmarks/RESULTS.md, "Words
-    beside the other stages"). The DX and the mix are read before the delivery's gain: the recogniser hears
-    the separator's output, as benchmarks/asr.py measured it (one gain for all stems either way)."""
-    if not reel.settings.transcribe.enabled:
-        return None
-    recognition = Recognition(Future(), Future(), Future(), threading.Event())
-    try:
-        readers = {"DX": reopen(reel.dx), "MIX": reopen(reel.mix)}    # own handles: RawFile is one per thread
-    except Exception as exc:     # noqa: BLE001 - recorded by _finish_words like any recognition failure
-        for future, value in ((recognition.language, None), (recognition.seconds, 0.0)):
-            future.set_result(value)
-        recognition.transcript.set_exception(exc)
-        return recognition
-    outer = progress.current()
-
-    def shown(stage: str, done: int, total: int) -> None:    # only while the reel waits for it: the display
-        if reel.timer.current == "words":                     # shows one stage at a time
-            outer(stage, done, total)
-
-    def run() -> None:
-        t0 = time.perf_counter()
-        try:
-            with progress.reporting(shown):
-                stoppable = {k: Cancellable(r, recognition.stop) for k, r in readers.items()}
-                recognition.transcript.set_result(_recognise(reel, stoppable, recognition.language.set_result))
-        except BaseException as exc:     # noqa: BLE001 - handed to the reel's thread (_finish_words)
-            recognition.transcript.set_exception(exc)
-        finally:
-            for reader in readers.values():
-                reader.close()
-            if not recognition.language.done():
-                recognition.language.set_result(None)
-            recognition.seconds.set_result(time.perf_counter() - t0)
-
-    threading.Thread(target=run, name=f"words-{reel.job.title}", daemon=True).start()
-    return recognition
-
-
-def _recognise(reel: Reel, readers: dict[str, Reader], on_language: Callable[[str], None]) -> Transcript:
-    """The reel's words: the configured model over the DX's speech regions, from `readers` (DX, MIX)."""
+def _recognise(reel: Reel) -> Transcript:
+    """The reel's words: the configured model over the DX's speech regions, read from the written stems; each
+    line's level from the written DX."""
     t, layout = reel.settings.transcribe, reel.probed.layout.name
-    recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
-    options = asr.AsrOptions(language=None if t.language == "auto" else t.language, beam_size=t.beam_size)
-    return asr.transcribe(_asr_inputs(t.source, readers["DX"], readers["MIX"]), reel.rate, reel.speech.regions,
-                          recogniser, options=options, layout=layout, on_language=on_language)
-
-
-def _finish_words(reel: Reel, recognition: Recognition | None) -> None:
-    """Wait for the recognition (shown as the words stage, its time recorded as the thread's own), give each line
-    its level from the written DX and write the word files. A failure never holds the reel hostage: it is
-    recorded (the row's asr_error) and the stems are delivered as always."""
-    if recognition is None or reel.words is not None:
-        return
-    with reel.timer.aside("words"):
-        error = recognition.transcript.exception()
-    seconds = recognition.seconds.result()
+    readers = {name: WavReader(reel.wavs[name]) for name in ("DX", "MIX")}
     try:
-        if error is not None:
-            raise error
-        with contextlib.closing(WavReader(reel.wavs["DX"])) as dx:
-            transcript = asr.with_levels(recognition.transcript.result(), dx, reel.rate, reel.probed.layout.name)
+        recogniser = asr_model.load_recogniser(asr_model.resolve_asr_model(t.model))
+        options = asr.AsrOptions(language=None if t.language == "auto" else t.language, beam_size=t.beam_size)
+        transcript = asr.transcribe(_asr_inputs(t.source, readers["DX"], readers["MIX"]), reel.rate,
+                                    reel.speech.regions, recogniser, options=options, layout=layout,
+                                    source=t.source)
+        return asr.with_levels(transcript, readers["DX"], reel.rate, layout)
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
+def _words(reel: Reel) -> None:
+    """Speech recognition (unless --no-transcribe). A failure never holds the reel hostage: it is recorded
+    (the row's asr_error) and the stems are delivered as always."""
+    if not reel.settings.transcribe.enabled:
+        return
+    t0 = time.perf_counter()
+    try:
+        transcript = _recognise(reel)
         path = _write_words(reel, transcript)
     except Exception as exc:     # a model that will not load, a recogniser bug: the reel goes on without words
         if not isinstance(exc, PipelineError):
-            log.exception("speech recognition failed for %s", reel.job.path, exc_info=exc)
-        message = " ".join(f"{exc}".split()) or type(exc).__name__
-        reel.words = Words(None, seconds, message)
-        reel.timer.record("words", seconds)
-        reel.say(f"[{reel.job.title}] speech recognition failed (stems delivered): {message}")
+            log.exception("speech recognition failed for %s", reel.job.path)
+        error = " ".join(f"{exc}".split()) or type(exc).__name__
+        reel.words = Words(None, time.perf_counter() - t0, error)
+        reel.say(f"[{reel.job.title}] speech recognition failed (stems delivered): {error}")
         return
-    reel.words = Words(transcript, seconds, path=path)
-    reel.timer.record("words", seconds)
-
-
-def _stop_words(recognition: Recognition | None) -> None:
-    """After a failure: end the recognition at its next read and wait for its thread (its handles closed)."""
-    if recognition is not None:
-        recognition.stop.set()
-        recognition.seconds.result()
+    reel.words = Words(transcript, time.perf_counter() - t0, path=path)
 
 
 def _write_words(reel: Reel, transcript: Transcript) -> Path:
@@ -707,24 +632,23 @@ def _write_words(reel: Reel, transcript: Transcript) -> Path:
     return path
 
 
-def _language_tag(language: str | None) -> str | None:
-    """The ISO 639-2 tag of the language recognised in a reel's dialogue (ISO 639-1), None when there is none."""
-    return asr_model.iso639_2(language) if language else None
+def _language_tag(words: Words | None) -> str | None:
+    """The ISO 639-2 tag of the language recognised in a reel's dialogue, None when there is none."""
+    if words is None or words.transcript is None or not words.transcript.language:
+        return None
+    return asr_model.iso639_2(words.transcript.language)
 
 
-def _start_remux(reel: Reel, language: Future | None) -> Future:
+def _start_remux(reel: Reel) -> Future:
     """The remux (an ffmpeg process: picture copied, the stems as labelled tracks) started in a thread, so it
-    runs on another core while the QC reads the stems; `_finish_remux` waits for it. `language`: the
-    recognition's (Recognition.language), which the DX track is tagged with; the remux waits for it, not for
-    the rest of the words."""
+    runs on another core while the QC reads the stems; `_finish_remux` waits for it."""
     info, master, job = reel.probed.info, reel.probed.master, reel.job
 
     def remux_now() -> tuple[remux.RemuxResult, float]:
-        found = language.result() if language is not None else None
         t0 = time.perf_counter()
         first = master.first.audio_index
         _, suffix = remux.deliverable_container(info, first)
-        languages = deliverable.Languages(master.language or reel.settings.language, _language_tag(found))
+        languages = deliverable.Languages(master.language or reel.settings.language, _language_tag(reel.words))
         tracks = deliverable.deliverable_tracks(reel.settings.output_tracks, programs(reel.wavs, master), info,
                                                 reel.profile.name, languages)
         result = remux.remux(info, first, tracks, job.out_dir / f"{job.title}{suffix}",
@@ -782,28 +706,22 @@ STAGES: tuple[tuple[str, Callable[[Reel], None]], ...] = (
 
 
 def _run_stages(reel: Reel) -> None:
-    """STAGES in order (for a fold-down too), the words in a thread from the VAD on (not one of STAGES: a
-    fold-down's dialogue is the same and is not recognised again), then the QC and spotting list while ffmpeg
-    remuxes on another core."""
-    recognition = None
+    """STAGES in order (for a fold-down too), then the QC and spotting list while ffmpeg remuxes on another
+    core."""
+    for name, stage in STAGES:
+        with reel.timer(name):
+            stage(reel)
+    _folddown(reel)
+    with reel.timer("words"):     # not one of STAGES: a fold-down's dialogue is the same and is not recognised
+        _words(reel)              # again; before the remux, which tags the DX track with the language found
+    remuxing = _start_remux(reel) if reel.probed.info.has_video else None
     try:
-        for name, stage in STAGES:
-            with reel.timer(name):
-                stage(reel)
-            if name == "vad":
-                recognition = _start_words(reel)
-        _folddown(reel)
-        remuxing = _start_remux(reel, recognition and recognition.language) if reel.probed.info.has_video else None
-        try:
-            with reel.timer("qc"):
-                _qc(reel, lambda: _finish_words(reel, recognition))
-                _spotting(reel)
-        finally:
-            if remuxing is not None:    # always waited for: a failure must not clean up under a running remux
-                _finish_remux(reel, remuxing)
-    except BaseException:
-        _stop_words(recognition)
-        raise
+        with reel.timer("qc"):
+            _qc(reel)
+            _spotting(reel)
+    finally:
+        if remuxing is not None:    # always waited for: a failure must not clean up under a running remux
+            _finish_remux(reel, remuxing)
 
 
 # ---------------------------------------------------------------------------------------------------- the row
@@ -832,7 +750,7 @@ def fill_words(row: ReportRow, words: Words | None, clock: StartTimecode | None 
         return
     row.asr_seconds, row.asr_error = words.seconds, words.error
     if words.transcript is not None:
-        row.language = _language_tag(words.transcript.language) or ""
+        row.language = _language_tag(words) or ""
         row.words = asr.word_count(words.transcript)
         row.transcript = str(words.path or "")
         row.plots["lines"] = [(clock.label_at(line.start) if clock is not None else "", line.start, line.text)

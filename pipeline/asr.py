@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -193,24 +193,18 @@ def _score(lines: list[Line]) -> float:
 
 
 def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable[RegionLike], recogniser, *,
-               options: AsrOptions = AsrOptions(), layout: str | None = None,
-               on_language: Callable[[str], None] | None = None) -> Transcript:
+               options: AsrOptions = AsrOptions(), layout: str | None = None, source: str = "dx") -> Transcript:
     """What is said over the speech `regions` (seconds): a Transcript of lines and words in reel time.
 
-    `readers`: one reader ((samples, channels) float at `rate` Hz, of `layout`) by the name the transcript's
-    `source` gets ({"blend": …}; a bare reader is "dx"), or several of the same length ({"dx": …, "mix": …}):
-    then each window is recognised in each and the lines of the one the recogniser is most confident in (mean
-    word probability) are kept, and the source is their names joined ("dx+mix").
+    `readers`: one reader ((samples, channels) float at `rate` Hz, of `layout`), or several of the same length
+    by name ({"dx": …, "mix": …}): then each window is recognised in each and the lines of the one the
+    recogniser is most confident in (mean word probability) are kept, and `source` names them ("dx+mix").
     `recogniser`: asr_model.load_recogniser's. The language is options.language, else the one detected on the
-    first window (in the first reader), kept for the rest of the reel; `on_language` is told it as soon as it is
-    fixed (at once when asked for, after the first window when detected; never when there is no speech), so a
-    caller can use it (a deliverable's track tag) before the rest of the reel is recognised."""
-    readers = readers if isinstance(readers, dict) else {"dx": readers}
+    first window (in the first reader), kept for the rest of the reel."""
+    readers = readers if isinstance(readers, dict) else {source: readers}
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
     language, probability, lines = options.language, 1.0 if options.language else 0.0, []
-    if language and on_language is not None:
-        on_language(language)
     windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
     total, done = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0
     for pieces in windows:
@@ -220,13 +214,12 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
                                     options)
             if language is None:        # detected on the first speech, kept for the reel
                 language, probability = found, p
-                if on_language is not None:
-                    on_language(language)
             best = got if best is None or _score(got) > _score(best) else best
             done += _speech_frames(pieces, rate)
             report("words", done, total)
         lines += best
-    return Transcript(language or "", probability, tuple(lines), recogniser.label, "+".join(readers))
+    return Transcript(language or "", probability, tuple(lines), recogniser.label,
+                      source if len(readers) == 1 else "+".join(readers))
 
 
 def with_levels(transcript: Transcript, reader: Reader, rate: int, layout: str | None = None) -> Transcript:

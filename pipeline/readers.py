@@ -3,9 +3,8 @@ reel's audio on disk so memory stays flat however long the reel.
 
 A reader has `frames`, `channels`, `read(start, count)` (float32 (n, channels), clipped to the end) and
 consecutive `blocks(size)`. `RawFile` is a float32 spill file; `WavReader` reads a written stem; `ArrayReader`
-wraps an in-memory array (tests, small inputs); `Mapped`, `Difference`, `Sum`, `Columns`, `Repeat` and `Cancellable`
-are views over another reader; `reopen` gives another thread its own handle on a spill file. A `Workspace` owns a
-reel's spill files and removes them when the reel is done.
+wraps an in-memory array (tests, small inputs); `Mapped`, `Difference`, `Sum`, `Columns` and `Repeat` are views over
+another reader. A `Workspace` owns a reel's spill files and removes them when the reel is done.
 """
 from __future__ import annotations
 
@@ -95,31 +94,6 @@ class RawFile(Reader):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def reopen(f: RawFile) -> RawFile:
-    """A second handle on a finished spill file, for another thread (RawFile is one handle per thread): the
-    writer's buffer is flushed first. It reads on after the workspace removes the file (the file's space is given
-    back when the last handle closes); close it when done."""
-    f.flush()
-    return RawFile(f.path, f.channels, create=False)
-
-
-class Cancelled(Exception):
-    """A read from a Cancellable reader after its event was set."""
-
-
-class Cancellable(Reader):
-    """`reader` until `event` is set, then every read raises Cancelled: work over it in another thread stops at
-    its next read (a reel that failed does not wait for its recognition to finish)."""
-
-    def __init__(self, reader, event):
-        self.reader, self.event, self.channels, self.frames = reader, event, reader.channels, reader.frames
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        if self.event.is_set():
-            raise Cancelled("cancelled")
-        return self.reader.read(start, count)
 
 
 def spill_path(folder: Path, name: str) -> Path:

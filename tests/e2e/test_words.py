@@ -8,8 +8,6 @@ import json
 import math
 import re
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,64 +114,6 @@ def test_a_recogniser_that_fails_is_recorded_and_the_stems_are_still_delivered(h
     assert Path(row.deliverable).is_file() and not (folder / "talk_transcript.json").exists()
     # nothing recognised: as configured, "und" (which MOV stores as no language at all)
     assert _track_languages(Path(row.deliverable))["DX dialogue"] in ("und", None)
-
-
-def _job(mov: Path, out: Path):
-    from flows import steps
-    return steps.ReelJob(mov, "talk", out / "talk")
-
-
-def test_recognition_runs_beside_the_write_and_the_qc(reel, tmp_path, monkeypatch):
-    """The words stage starts after the VAD, in a thread, so it overlaps loudness, write and the QC (the time it
-    added to a run on 2 cores); the reel still gets its words, levels and language tag."""
-    from flows import steps
-
-    mov, said = reel
-    log: dict = {}
-
-    def timed(name, fn):
-        def wrapper(*args, **kwargs):
-            a = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                log[name] = (a, time.perf_counter())
-        return wrapper
-
-    monkeypatch.setattr(steps, "_recognise", timed("words", steps._recognise))
-    monkeypatch.setattr(steps, "STAGES", tuple((n, timed(n, f) if n == "write" else f) for n, f in steps.STAGES))
-    row = steps.process_reel(_job(mov, tmp_path / "out"), resolve("dfn3"), Settings.load(),
-                             load_profile("ebu-r128"), say=lambda m: None)
-    assert row.status == "ok" and row.asr_error == "" and row.language == "eng", row.error
-    assert log["words"][0] < log["write"][0] < log["words"][1]       # recognising while the stems were written
-    record = json.loads(Path(row.transcript).read_text())
-    assert word_error_rate(said, " ".join(line["text"] for line in record["lines"])) <= 0.15
-    assert all(-45 < line["level_db"] < -10 for line in record["lines"])     # levels from the written DX
-    assert row.stage_seconds["words"] == pytest.approx(row.asr_seconds)
-
-
-def test_a_reel_that_fails_after_the_vad_does_not_leave_its_recognition_running(reel, tmp_path, monkeypatch):
-    from flows import steps
-    from pipeline.errors import PipelineError
-
-    mov, _ = reel
-    started, real = threading.Event(), steps._recognise
-
-    def recognise(*args, **kwargs):
-        started.set()
-        return real(*args, **kwargs)
-
-    def write(reel_):
-        assert started.wait(60)
-        raise PipelineError("no space left on device", reel_.job.path)
-
-    monkeypatch.setattr(steps, "_recognise", recognise)
-    monkeypatch.setattr(steps, "STAGES", tuple((n, write if n == "write" else f) for n, f in steps.STAGES))
-    row = steps.process_reel(_job(mov, tmp_path / "out"), resolve("dfn3"), Settings.load(),
-                             load_profile("ebu-r128"), say=lambda m: None)
-    assert row.status == "failed" and row.stage == "write" and "no space left" in row.error
-    assert not any(t.name == "words-talk" for t in threading.enumerate())
-    assert not list((tmp_path / "out" / "talk").glob("*_transcript.json"))
 
 
 def test_cli_no_transcribe_skips_recognition_and_forced_language(reel, tmp_path):

@@ -67,32 +67,6 @@ def test_rawfile_round_trip_and_overwrite(tmp_path):
     assert not (tmp_path / "x.f32").exists()
 
 
-def test_a_reopened_spill_file_reads_what_was_written_after_the_workspace_removes_it(tmp_path):
-    """The words stage's thread reads the DX and mix spill files through its own handles while the reel goes
-    on and the workspace frees them: every frame written (the writer's buffer flushed) stays readable."""
-    data = signal(1.0, 8000, 2)
-    with readers.Workspace(tmp_path) as workspace:
-        f = workspace.spill("dx", 2)
-        f.append(data)                       # still in the writer's buffer
-        other = readers.reopen(f)
-        workspace.close()                    # the spill file is removed from the folder
-        assert not list(tmp_path.glob("*.f32"))
-        assert other.frames == data.shape[0] and np.array_equal(other.read(0, other.frames), data)
-        other.close()
-
-
-def test_a_cancellable_reader_raises_at_the_next_read_once_its_event_is_set():
-    import threading
-
-    event = threading.Event()
-    data = signal(0.1, 8000, 2)
-    r = readers.Cancellable(readers.ArrayReader(data), event)
-    assert (r.frames, r.channels) == data.shape and np.array_equal(r.read(0, 100), data[:100])
-    event.set()
-    with pytest.raises(readers.Cancelled):
-        r.read(100, 100)
-
-
 def test_spill_files_are_named_as_partials(tmp_path):
     from pipeline.outputs import remove_partials
 

@@ -105,24 +105,6 @@ def test_language_detected_once_on_the_first_speech_then_kept():
     assert forced.language == "de" and forced.language_probability == 1.0
 
 
-def test_the_language_is_told_as_soon_as_it_is_fixed():
-    """The remux tags the DX track from it while the rest of the reel is still being recognised."""
-    told: list = []
-    rec = FakeRecogniser(lambda audio: told.append(("window", len(rec.calls))) or [])
-    regions = [(1.0, 2.0), (40.0, 41.0)]
-    asr.transcribe(ArrayReader(np.zeros((50 * 16_000, 1), np.float32)), 16_000, regions, rec,
-                   options=AsrOptions(window_s=2.0), on_language=lambda code: told.append(code))
-    assert told == [("window", 1), "fr", ("window", 2)]       # detected: after the first window, once
-    told.clear()
-    asr.transcribe(ArrayReader(np.zeros((50 * 16_000, 1), np.float32)), 16_000, regions, rec,
-                   options=AsrOptions(language="de", window_s=2.0), on_language=lambda code: told.append(code))
-    assert told[0] == "de" and told.count("de") == 1            # asked for: before any window
-    told.clear()
-    asr.transcribe(ArrayReader(np.zeros((16_000, 1), np.float32)), 16_000, [], rec,
-                   on_language=lambda code: told.append(code))
-    assert told == []                                           # no speech: nothing to tell
-
-
 def test_no_speech_means_no_recognition():
     rec = FakeRecogniser(lambda audio: [])
     got = asr.transcribe(ArrayReader(np.zeros((16_000, 1), np.float32)), 16_000, [], rec)

@@ -120,7 +120,7 @@ def test_a_line_left_in_the_me_is_found_by_the_vad_and_confirmed_by_the_recognis
     recogniser = load_recogniser(resolve_asr_model(None))
 
     def confirm(regions):
-        return asr.transcribe({"me": ArrayReader(me)}, RATE, regions, recogniser, layout="stereo",
+        return asr.transcribe(ArrayReader(me), RATE, regions, recogniser, layout="stereo", source="me",
                               options=asr.AsrOptions(fallback=False)).lines   # as the QC runs it
 
     events = leaks.speech_in_me(vad.speech_regions(dx, RATE), vad.speech_regions(me, RATE), blocks(dx),

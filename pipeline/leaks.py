@@ -90,11 +90,20 @@ def within_budget(regions: list[Region], levels: list[float], budget_s: float) -
     return sorted(chosen, key=lambda r: r.start_s)
 
 
-def _heard_text(heard: list, checked: bool, budget_s: float) -> str:
+def _heard_text(heard: list, checked_s: float, duration_s: float, budget_s: float | None) -> str:
+    """An event's words part: the words heard, else how much of it the recogniser checked (`checked_s` of its
+    `duration_s`: all, part — the budget ran out inside it — or none); `budget_s` None: no recogniser at all."""
     said = " ".join(w.text for w in heard[:QUOTE_WORDS]) + (" …" if len(heard) > QUOTE_WORDS else "")
-    return (f'words heard in the M&E: "{said}"' if heard else "no words recognised" if checked else
-            f"not checked for words (the recogniser's {budget_s:g} s went to louder events)" if budget_s > 0 else
-            "not checked for words")
+    if heard:
+        return f'words heard in the M&E: "{said}"'
+    if budget_s is None:
+        return "not checked for words"
+    why = f"the recogniser's {budget_s:g} s went to louder events"
+    if checked_s >= duration_s - 0.01:
+        return "no words recognised"
+    if checked_s > 0:
+        return f"no words recognised in the {checked_s:.1f} s of {duration_s:.1f} s checked ({why})"
+    return f"not checked for words ({why})"
 
 
 def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
@@ -109,18 +118,19 @@ def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike
     regions = leak_candidates(dx_speech, me_speech, t)
     levels = [block_level(me_blocks, r.start_s, r.end_s) - block_level(dx_blocks, r.start_s, r.end_s)
               for r in regions]
-    heard_regions = within_budget(regions, levels, t["asr_budget_s"]) if confirm is not None else []
+    budget = t["asr_budget_s"] if confirm is not None else None
+    heard_regions = within_budget(regions, levels, budget) if budget is not None else []
     words: list = []
     if heard_regions:
         words = [w for line in confirm(heard_regions) for w in line.words if w.probability >= t["min_word_p"]]
     events = []
     for r, level in zip(regions, levels):
         heard = [w for w in words if r.start_s <= (w.start + w.end) / 2 < r.end_s]
-        checked = any(h.start_s < r.end_s and r.start_s < h.end_s for h in heard_regions)
+        checked_s = sum(max(0.0, min(h.end_s, r.end_s) - max(h.start_s, r.start_s)) for h in heard_regions)
         level_text = f"M&E {level:+.1f} dB against DX" if math.isfinite(level) else "M&E level unknown"
         events.append(QcEvent("speech_in_me", r.start_s, r.end_s, "ME", "", level if math.isfinite(level) else None,
                               len(heard), f"speech in M&E during dialogue; {level_text}; "
-                                          f"{_heard_text(heard, checked, t['asr_budget_s'] if confirm else 0)}"))
+                                          f"{_heard_text(heard, checked_s, r.duration_s, budget)}"))
     return events
 
 

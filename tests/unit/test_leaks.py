@@ -77,6 +77,13 @@ def test_recognition_budget_goes_to_the_loudest_events():
     assert heard == [(6.0, 9.0), (16.0, 17.0)]
     assert [e.words for e in events] == [0, 1, 0, 1]
     assert [("not checked" in e.detail) for e in events] == [True, False, True, False]
+    # the −12 dB event was heard for 1 s of its 3: its words are quoted; had it none, it would say so, not
+    # claim that all of it was checked
+    partly = leaks.speech_in_me([(0.0, 20.0)], list(gains), blocks(dx), blocks(me), {"asr_budget_s": 4.0},
+                                confirm=lambda regions: [])
+    assert "no words recognised in the 1.0 s of 3.0 s checked" in partly[3].detail
+    assert partly[1].detail.endswith("; no words recognised")
+    assert "not checked for words (the recogniser's 4 s went to louder events)" in partly[0].detail
     assert events[0].level_db == pytest.approx(-30, abs=0.5)      # the unchecked keep their level
     assert leaks.within_budget([], [], 30.0) == []
 

@@ -108,6 +108,57 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
     return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm)
 
 
+# --detector envelope (tried, not shipped: benchmarks/RESULTS.md, "Speech left in the M&E"): where the M&E's
+# band envelopes move with the DX's. 24 bands 150 Hz–8 kHz (log-spaced), 10-ms frames, each band's log energy
+# band-passed 2–10 Hz (syllable rate); per 1-s window (hop 0.25 s) the Pearson correlation of DX and M&E in each
+# band, averaged with the DX's band energies as weights; windows above ENVELOPE_R, inside the DX's speech merged
+# across ENVELOPE_GAP_S, kept from 1 s. Chosen on the dev part.
+ENVELOPE_EDGES = np.geomspace(150, 8000, 25)
+ENVELOPE_R, ENVELOPE_GAP_S = 0.2, 0.0
+
+
+def _bands(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.signal import stft
+    f, t, z = stft(x.mean(axis=1), RATE, nperseg=2048, noverlap=2048 - 480, boundary=None, padded=False)
+    power, band = np.abs(z) ** 2, np.digitize(f, ENVELOPE_EDGES)
+    return np.stack([power[band == k].sum(axis=0) for k in range(1, len(ENVELOPE_EDGES))]), t
+
+
+def envelope_events(dx: np.ndarray, me: np.ndarray, threshold: float = ENVELOPE_R,
+                    gap_s: float = ENVELOPE_GAP_S) -> list:
+    from scipy.signal import butter, sosfiltfilt
+    sos = butter(2, [2.0, 10.0], btype="band", fs=100.0, output="sos")
+    bd, t = _bands(dx)
+    bm, _ = _bands(me)
+    ed, em = (sosfiltfilt(sos, 10 * np.log10(b + 1e-10), axis=1) for b in (bd, bm))
+    spans = []
+    for a in range(0, ed.shape[1] - 100, 25):
+        x, y = ed[:, a:a + 100], em[:, a:a + 100]
+        x, y = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+        r = (x * y).sum(axis=1) / (np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1)) + 1e-12)
+        weight = bd[:, a:a + 100].mean(axis=1)
+        if float((r * weight).sum() / (weight.sum() + 1e-20)) > threshold:
+            spans.append((t[a], t[a] + 1.0))
+    return _inside_dialogue(vad.merge_regions(spans, max_gap_s=0.3), dx, gap_s)
+
+
+def _inside_dialogue(spans, dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
+    """`spans` cut to the DX's speech regions (merged across `gap_s`), the pieces of 1 s or more."""
+    speech = list(vad.merge_regions(vad.speech_regions(ArrayReader(dx), RATE), max_gap_s=gap_s))
+    out = []
+    for r in spans:
+        for q in speech:
+            a, b = max(r.start_s, q.start_s), min(r.end_s, q.end_s)
+            if b - a >= 1.0:
+                out.append(vad.Region(a, b))
+    return out
+
+
+def dialogue_events(dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
+    """The baseline a detector must beat: every stretch of the DX's dialogue (1 s or more) is an event."""
+    return _inside_dialogue([vad.Region(0.0, dx.shape[0] / RATE)], dx, gap_s)
+
+
 def overlaps(r, events) -> bool:
     return any(min(r.end_s, e.end_s) > max(r.start_s, e.start_s) for e in events)
 
@@ -134,9 +185,12 @@ def main(argv=None) -> int:
     p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
                    help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr"), default="vad",
-                   help="VAD on the M&E, on the speech DFN3 extracts from the M&E, or the recogniser over all the "
-                        "M&E during dialogue (with --asr)")
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue"), default="vad",
+                   help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
+                        "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
+                        "(envelope), or every stretch of dialogue (dialogue: the baseline)")
+    p.add_argument("--gap-s", type=float, default=ENVELOPE_GAP_S,
+                   help="envelope and dialogue detectors: the DX's speech merged across this many seconds")
     p.add_argument("--csv", type=Path)
     p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
     p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
@@ -159,24 +213,31 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             dx, me = _stream(sep, d + m)
             truth = [r for r, _ in true_leaks(d, me - m, args.leak_db)]
-            events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
-                            scan=args.detector == "asr")
+            if args.detector == "envelope":
+                events = envelope_events(dx, me, gap_s=args.gap_s)
+            elif args.detector == "dialogue":
+                events = dialogue_events(dx, args.gap_s)
+            else:
+                events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
+                                scan=args.detector == "asr")
             levels = [lv for _, lv in true_leaks(d, me - m, args.leak_db)]
             rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
+                         "detector": args.detector,
                          "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),
                          "leaks_10": sum(lv > -10 for lv in levels),
                          "found_10": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -10),
                          "leaks_20": sum(lv > -20 for lv in levels),
                          "found_20": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -20),
                          "events": len(events), "events_true": sum(overlaps(e, truth) for e in events),
-                         "event_words": sum(e.words for e in events), "seconds": round(time.perf_counter() - t0, 1)})
+                         "event_words": sum(getattr(e, "words", 0) for e in events), "seconds": round(time.perf_counter() - t0, 1)})
             print(rows[-1], flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    print(f"\nleaks above {args.leak_db:g} dB against the dialogue; detector {'VAD + ASR' if args.asr else 'VAD'}\n")
+    print(f"\nleaks above {args.leak_db:g} dB against the dialogue; detector {args.detector}"
+          f"{' + ASR' if args.asr else ''}\n")
     print("| set | part | reels | leak intervals | events | recall | recall > -20 dB | recall > -10 dB | precision |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in sorted({r["set"] for r in rows}):

@@ -3,12 +3,15 @@
 The VAD's regions are padded, merged and gathered into windows of at most WINDOW_S of speech; each window is read
 from the reader region by region, block by block, downmixed to mono over the layout's dialogue channels, resampled
 to 16 kHz (pipeline.resample), the regions joined by JOIN_S of silence, and recognised in one call with word
-timestamps; every time is mapped back from the window to the reel. Memory: one window (about 2 MB), never the reel.
-The language is the one asked for, else detected once per reel on its first speech and kept for the rest.
+timestamps; every time is mapped back from the window to the reel. Memory: one window (about 2 MB) per recogniser
+call at once, never the reel. The language is the one asked for, else detected once per reel on its first speech
+and kept for the rest; the windows after the first are recognised as many at once as the recogniser has workers.
 """
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Iterable
 
@@ -200,24 +203,48 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
     by name ({"dx": …, "mix": …}): then each window is recognised in each and the lines of the one the
     recogniser is most confident in (mean word probability) are kept, and `source` names them ("dx+mix").
     `recogniser`: asr_model.load_recogniser's. The language is options.language, else the one detected on the
-    first window (in the first reader), kept for the rest of the reel."""
+    first window (in the first reader), kept for the rest of the reel. The windows after the first are
+    recognised `recogniser.workers` at a time (each read under one lock: a reader is one file handle), their
+    lines kept in reel order."""
     readers = readers if isinstance(readers, dict) else {source: readers}
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
-    language, probability, lines = options.language, 1.0 if options.language else 0.0, []
-    windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
-    total, done = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0
-    for pieces in windows:
-        best: list[Line] | None = None
+    reading = threading.Lock()
+
+    def recognise(pieces: tuple[Piece, ...], language: str | None) -> tuple[list[Line], str | None, float]:
+        best, probability = None, 1.0
         for reader in readers.values():
-            got, found, p = _window(recogniser, read_window(reader, rate, pieces, weights), pieces, language,
-                                    options)
+            with reading:
+                audio = read_window(reader, rate, pieces, weights)
+            got, found, p = _window(recogniser, audio, pieces, language, options)
             if language is None:        # detected on the first speech, kept for the reel
                 language, probability = found, p
             best = got if best is None or _score(got) > _score(best) else best
-            done += _speech_frames(pieces, rate)
-            report("words", done, total)
-        lines += best
+        return best, language, probability
+
+    language, probability, lines = options.language, 1.0 if options.language else 0.0, []
+    windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
+    total, done = sum(_speech_frames(pieces, rate) for pieces in windows) * len(readers), 0
+
+    def finished(pieces: tuple[Piece, ...], got: list[Line]) -> None:
+        nonlocal done
+        lines.extend(got)
+        done += _speech_frames(pieces, rate) * len(readers)
+        report("words", done, total)
+
+    rest = windows
+    if language is None and windows:
+        got, language, probability = recognise(windows[0], None)
+        finished(windows[0], got)
+        rest = windows[1:]
+    workers = min(getattr(recogniser, "workers", 1), len(rest))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="asr") as pool:
+            for pieces, (got, _, _) in zip(rest, pool.map(lambda w: recognise(w, language), rest)):
+                finished(pieces, got)
+    else:
+        for pieces in rest:
+            finished(pieces, recognise(pieces, language)[0])
     return Transcript(language or "", probability, tuple(lines), recogniser.label,
                       source if len(readers) == 1 else "+".join(readers))
 

@@ -164,12 +164,21 @@ def model_path(spec: AsrModelSpec) -> str:
                          f"or leave --asr-model out for the bundled {BUNDLED_NAME}") from None
 
 
-class Recogniser:
-    """A loaded faster-whisper model and its label; one call at a time (the lock), `threads` CPU threads."""
+# Recogniser calls at once on the CPU, each on cores // workers threads. Whisper base on 2 cores: 2 windows at once
+# on one thread each recognised the same 4 windows (93 s of speech) in 4.7 and 5.4 s against 9.9 and 9.7 s for one
+# window at a time on two threads, the same words (benchmarks/RESULTS.md, "Two windows at once"): CTranslate2's
+# intra-op threads barely help a model this small, a second decoding does. Not measured past 2 cores: at most
+# MAX_WORKERS at once, so a many-core box keeps a few threads per call rather than a model replica per core.
+MAX_WORKERS = 4
 
-    def __init__(self, model, label: str, threads: int):
-        self.model, self.label, self.threads = model, label, threads
-        self.lock = threading.Lock()
+
+class Recogniser:
+    """A loaded faster-whisper model and its label: `workers` calls at once (`lock`, a semaphore), `threads` CPU
+    threads in all."""
+
+    def __init__(self, model, label: str, threads: int, workers: int = 1):
+        self.model, self.label, self.threads, self.workers = model, label, threads, max(1, workers)
+        self.lock = threading.BoundedSemaphore(self.workers)
 
 
 _loaded: dict[tuple, Recogniser] = {}
@@ -178,21 +187,24 @@ _loaded_lock = threading.Lock()
 
 def load_recogniser(spec: AsrModelSpec, threads: int | None = None, device: str = "cpu") -> Recogniser:
     """The recogniser for `spec`, loaded once per process (int8 on the CPU, float16 on CUDA; `threads`: default
-    every core). The checksum, where there is one, is verified before faster-whisper sees the file."""
+    every core; on the CPU up to MAX_WORKERS calls at once, the threads shared among them). The checksum, where
+    there is one, is verified before faster-whisper sees the file."""
     threads = max(1, threads or os.cpu_count() or 1)
+    workers = min(threads, MAX_WORKERS) if device == "cpu" else 1
     key = (spec, threads, device)
     with _loaded_lock:
         if key not in _loaded:
             path = model_path(spec)
-            _loaded[key] = Recogniser(_whisper(path, threads, device), spec.label, threads)
+            _loaded[key] = Recogniser(_whisper(path, threads // workers, workers, device), spec.label, threads,
+                                      workers)
         return _loaded[key]
 
 
-def _whisper(path: str, threads: int, device: str):
+def _whisper(path: str, threads: int, workers: int, device: str):
     try:
         from faster_whisper import WhisperModel
         return WhisperModel(path, device=device, compute_type="int8" if device == "cpu" else "float16",
-                            cpu_threads=threads, local_files_only=True)
+                            cpu_threads=threads, num_workers=workers, local_files_only=True)
     except Exception as exc:   # ctranslate2's RuntimeError for a damaged or foreign model folder
         reason = " ".join(str(exc).split()).split(". ")[0][:300]     # ctranslate2's first sentence says why
         raise ModelError(f"cannot load the ASR model: {reason}", path) from exc

@@ -5,7 +5,7 @@ from the reader region by region, block by block, downmixed to mono over the lay
 to 16 kHz (pipeline.resample), the regions joined by JOIN_S of silence, and recognised in one call with word
 timestamps; every time is mapped back from the window to the reel. Memory: one window (about 2 MB) per recogniser
 call at once, never the reel. The language is the one asked for, else detected once per reel on its first speech
-and kept for the rest; the windows after the first are recognised as many at once as the recogniser has workers.
+and kept for the rest; the windows are recognised as many at once as the recogniser has workers.
 """
 from __future__ import annotations
 
@@ -177,6 +177,14 @@ def _window(recogniser, audio: np.ndarray, pieces: tuple[Piece, ...], language: 
     return lines, info.language, 1.0 if language else float(info.language_probability)
 
 
+def _detect(recogniser, audio: np.ndarray) -> tuple[str, float]:
+    """The language of a window and its probability: faster-whisper's own detection (the first 30 s, the
+    encoder and one decoder step), what its transcribe does when no language is given."""
+    with recogniser.lock:
+        language, probability, _ = recogniser.model.detect_language(audio)
+    return language, float(probability)
+
+
 def _would_stand(segment) -> bool:
     """Whether the temperature fallback would have kept this greedy segment (its compression ratio and mean
     log-probability within faster-whisper's default thresholds)."""
@@ -203,24 +211,22 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
     by name ({"dx": …, "mix": …}): then each window is recognised in each and the lines of the one the
     recogniser is most confident in (mean word probability) are kept, and `source` names them ("dx+mix").
     `recogniser`: asr_model.load_recogniser's. The language is options.language, else the one detected on the
-    first window (in the first reader), kept for the rest of the reel. The windows after the first are
-    recognised `recogniser.workers` at a time (each read under one lock: a reader is one file handle), their
-    lines kept in reel order."""
+    first window (in the first reader; faster-whisper's detection alone, so that no window waits for another's
+    recognition), kept for the rest of the reel. The windows are recognised `recogniser.workers` at a time (each
+    read under one lock: a reader is one file handle), their lines kept in reel order."""
     readers = readers if isinstance(readers, dict) else {source: readers}
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
     reading = threading.Lock()
 
-    def recognise(pieces: tuple[Piece, ...], language: str | None) -> tuple[list[Line], str | None, float]:
-        best, probability = None, 1.0
+    def recognise(pieces: tuple[Piece, ...], language: str | None) -> list[Line]:
+        best = None
         for reader in readers.values():
             with reading:
                 audio = read_window(reader, rate, pieces, weights)
-            got, found, p = _window(recogniser, audio, pieces, language, options)
-            if language is None:        # detected on the first speech, kept for the reel
-                language, probability = found, p
+            got, _, _ = _window(recogniser, audio, pieces, language, options)
             best = got if best is None or _score(got) > _score(best) else best
-        return best, language, probability
+        return best
 
     language, probability, lines = options.language, 1.0 if options.language else 0.0, []
     windows = plan_windows(regions, first.frames / rate, pad_s=options.pad_s, window_s=options.window_s)
@@ -232,19 +238,16 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
         done += _speech_frames(pieces, rate) * len(readers)
         report("words", done, total)
 
-    rest = windows
-    if language is None and windows:
-        got, language, probability = recognise(windows[0], None)
-        finished(windows[0], got)
-        rest = windows[1:]
-    workers = min(getattr(recogniser, "workers", 1), len(rest))
+    if language is None and windows:    # detected on the first speech (in the first reader), kept for the reel
+        language, probability = _detect(recogniser, read_window(first, rate, windows[0], weights))
+    workers = min(getattr(recogniser, "workers", 1), len(windows))
     if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="asr") as pool:
-            for pieces, (got, _, _) in zip(rest, pool.map(lambda w: recognise(w, language), rest)):
+            for pieces, got in zip(windows, pool.map(lambda w: recognise(w, language), windows)):
                 finished(pieces, got)
     else:
-        for pieces in rest:
-            finished(pieces, recognise(pieces, language)[0])
+        for pieces in windows:
+            finished(pieces, recognise(pieces, language))
     return Transcript(language or "", probability, tuple(lines), recogniser.label,
                       source if len(readers) == 1 else "+".join(readers))
 

@@ -164,17 +164,17 @@ def _segment_lines(segments: Iterable, pieces: tuple[Piece, ...]) -> list[Line]:
 
 
 def _window(recogniser, audio: np.ndarray, pieces: tuple[Piece, ...], language: str | None,
-            options: AsrOptions) -> tuple[list[Line], str, float]:
-    """One window recognised: its lines in reel time, the language and its probability (1.0 when forced)."""
+            options: AsrOptions) -> list[Line]:
+    """One window recognised in `language`: its lines in reel time."""
     once = {} if options.fallback else {"temperature": 0.0}
     with recogniser.lock:
-        segments, info = recogniser.model.transcribe(
+        segments, _ = recogniser.model.transcribe(
             audio, language=language, beam_size=options.beam_size, word_timestamps=True, vad_filter=False,
             condition_on_previous_text=False, **once)
         if not options.fallback:
             segments = (seg for seg in segments if _would_stand(seg))
         lines = _segment_lines(segments, pieces)      # the generator runs the decoding
-    return lines, info.language, 1.0 if language else float(info.language_probability)
+    return lines
 
 
 def _detect(recogniser, audio: np.ndarray) -> tuple[str, float]:
@@ -224,7 +224,7 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
         for reader in readers.values():
             with reading:
                 audio = read_window(reader, rate, pieces, weights)
-            got, _, _ = _window(recogniser, audio, pieces, language, options)
+            got = _window(recogniser, audio, pieces, language, options)
             best = got if best is None or _score(got) > _score(best) else best
         return best
 

@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv ffmpeg espeak-ng fluidsynth fluid-soundfont-gm \
-                asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium mediainfo
+                asterisk-core-sounds-en-wav sound-theme-freedesktop yaru-theme-sound chromium mediainfo \
+                flight-of-the-amazon-queen hedgewars-data
 DEMO   ?= demo
 
 .PHONY: demo test test-fast setup system clean-demo dashboard-shot
@@ -20,7 +21,9 @@ system:
 	    || ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v fluidsynth >/dev/null \
 	    || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -d /usr/share/asterisk/sounds/en ] \
 	    || [ ! -d /usr/share/sounds/freedesktop/stereo ] || [ ! -d /usr/share/sounds/Yaru/stereo ] \
-	    || ! command -v chromium >/dev/null || ! command -v mediainfo >/dev/null; then \
+	    || ! command -v chromium >/dev/null || ! command -v mediainfo >/dev/null \
+	    || [ ! -f /usr/share/scummvm/flight-of-the-amazon-queen/queen.1c ] \
+	    || [ ! -d /usr/share/games/hedgewars/Data/Sounds/voices ]; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi

@@ -220,6 +220,9 @@ def _add_corpus(sub) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--sources", nargs="+", choices=("dialogue", "music", "effects"), default=None,
                        help="build only these (default: all three)")
+    build.add_argument("--recorded-voices", action="store_true",
+                       help="every other train dialogue clip speaks with people's recorded voices (Debian: "
+                            "flight-of-the-amazon-queen hedgewars-data); eval keeps its own voices")
     build.add_argument("-q", "--quiet", action="store_true", help="no per-clip progress on stderr")
 
 
@@ -325,7 +328,7 @@ def cmd_corpus(args) -> int:
     from pipeline.training.corpus import SOURCES, build_corpus, format_summary
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     summary = build_corpus(args.dir, minutes=args.minutes, eval_fraction=args.eval_fraction, seed=args.seed,
-                           sources=args.sources or SOURCES, progress=say)
+                           sources=args.sources or SOURCES, progress=say, recorded_voices=args.recorded_voices)
     print(format_summary(summary))
     return EXIT_OK
 

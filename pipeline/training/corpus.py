@@ -25,7 +25,7 @@ import soxr
 
 from .. import ffmpeg
 from ..errors import ConfigError, MediaError, OutputError
-from . import demo
+from . import demo, recorded
 from .demo import db_to_gain
 
 SR = 48000
@@ -124,6 +124,11 @@ class _Clip:
         return f"{self.split}/{self.source}/{self.source}-{self.index:04d}.wav"
 
 
+def _is_recorded(clip: _Clip, with_recorded: bool) -> bool:
+    """Whether this clip speaks with recorded voices: every other train dialogue clip when they are asked for."""
+    return with_recorded and clip.source == "dialogue" and clip.split == "train" and clip.index % 2 == 1
+
+
 def _turn(clip: _Clip, period: int) -> int:
     """Clip index modulo `period`, eval shifted by half a period: kinds rotate evenly even in tiny builds."""
     return (clip.index + SPLITS.index(clip.split) * (period // 2)) % period
@@ -148,8 +153,10 @@ def _plan(sources: Iterable[str], minutes: float, eval_fraction: float, seed: in
 
 
 # ---- the material on this machine, and its split ------------------------------------------------------
-def _require(sources: Iterable[str]) -> None:
+def _require(sources: Iterable[str], with_recorded: bool = False) -> None:
     """Raise MediaError naming the apt package when a source's material is missing."""
+    if with_recorded and "dialogue" in sources:
+        recorded.require()
     needs = {"dialogue": [("espeak-ng", "espeak-ng"), (ASTERISK_DIR, "asterisk-core-sounds-en-wav")],
              "music": [("fluidsynth", "fluidsynth"), (demo.SOUNDFONT, "fluid-soundfont-gm")],
              "effects": list(THEME_DIRS.values())}
@@ -226,9 +233,12 @@ def _music_root() -> Path:
     return Path(importlib.util.find_spec("music21").origin).parent / "corpus"
 
 
-def _pools(sources: Iterable[str], seed: int, eval_fraction: float) -> dict:
-    """Everything a renderer draws from, split: unit kind -> split -> sorted units (plus "voices")."""
+def _pools(sources: Iterable[str], seed: int, eval_fraction: float, with_recorded: bool = False) -> dict:
+    """Everything a renderer draws from, split: unit kind -> split -> sorted units (plus "voices"; "recorded":
+    the recorded voices' lines, train only)."""
     pools: dict = {}
+    if "dialogue" in sources and with_recorded:
+        pools["recorded"] = recorded.lines()
     if "dialogue" in sources:
         out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, timeout=30).stdout
         have = {line.split()[1] for line in out.splitlines()[1:] if line.split()}
@@ -278,9 +288,37 @@ def _assemble(next_line: Callable[[], tuple[np.ndarray, str]], target: float, rn
     return np.pad(audio, (0, max(0, int(MIN_S * SR) + 1 - n))), labels
 
 
+def _recorded(clip: _Clip, pools: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Recorded lines, mono (samples,): consecutive Queen lines (a scene's exchange) three times in four, else
+    one Hedgewars voice pack's exclamations."""
+    everything: list[recorded.Line] = pools["recorded"]
+    queen = [line for line in everything if line.speaker == "queen"]
+    if rng.random() < 0.75:
+        start = int(rng.integers(len(queen)))
+        order = iter(queen[start:] + queen[:start])
+    else:
+        packs = sorted({line.speaker for line in everything} - {"queen"})
+        pack = packs[int(rng.integers(len(packs)))]
+        mine = [line for line in everything if line.speaker == pack]
+        order = iter(mine[i] for i in rng.permutation(len(mine)))
+
+    def line() -> tuple[np.ndarray, str]:
+        for item in order:
+            x = _trim(recorded.read(item, SR))
+            if len(x) >= recorded.MIN_LINE_S * SR:
+                return x, item.name
+        raise MediaError("the recorded voices ran out of lines for one clip")
+
+    mono, used = _assemble(line, clip.seconds, rng)
+    packages = sorted({"flight-of-the-amazon-queen" if n.startswith("queen:") else "hedgewars-data" for n in used})
+    return mono, {"generator": "recorded", "lines": used, "packages": packages}
+
+
 def _dialogue(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> tuple[np.ndarray, dict]:
-    """One speaker's lines, mono panned within +-0.3 into (samples, 2)."""
-    if _turn(clip, ASTERISK_EVERY) == 0:  # one telephone-band speaker, 8 kHz prompts resampled to 48 kHz
+    """One speaker's lines (or a recorded scene's), mono panned within +-0.3 into (samples, 2)."""
+    if _is_recorded(clip, "recorded" in pools):
+        mono, meta = _recorded(clip, pools, rng)
+    elif _turn(clip, ASTERISK_EVERY) == 0:  # one telephone-band speaker, 8 kHz prompts resampled to 48 kHz
         names = pools["prompts"][clip.split]
 
         def prompt() -> tuple[np.ndarray, str]:
@@ -508,31 +546,49 @@ def _render(clip: _Clip, pools: dict, root: Path) -> dict:
     return {**meta, "seconds": round(len(audio) / SR, 3)}
 
 
-def _existing(path: Path, clip: _Clip) -> dict | None:
-    """The manifest entry of an already built clip, or None if it is missing or from another seed/version."""
+def _existing(path: Path, clip: _Clip, with_recorded: bool = False) -> dict | None:
+    """The manifest entry of an already built clip, or None if it is missing, from another seed/version, or
+    spoken by the other kind of voice (recorded or not) than this build asks for."""
     try:
         with sf.SoundFile(path) as f:
             meta, frames = json.loads(f.comment or "{}"), f.frames
     except (OSError, RuntimeError, ValueError):
         return None
-    ok = meta.get("seed") == clip.seed and meta.get("version") == VERSION
+    ok = (meta.get("seed") == clip.seed and meta.get("version") == VERSION
+          and (meta.get("generator") == "recorded") == _is_recorded(clip, with_recorded))
     return {**meta, "seconds": round(frames / SR, 3)} if ok else None
 
 
+def _write_manifest(root: Path, manifest: dict) -> None:
+    """root/manifest.json, written under a temporary name and renamed."""
+    part = root / ".manifest.json.part"
+    try:
+        text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True)  # sorted: reruns match
+        part.write_text(text + "\n", encoding="utf-8")
+        os.replace(part, root / "manifest.json")
+    except OSError as exc:
+        raise OutputError(f"cannot write the manifest: {exc.strerror}", root / "manifest.json") from exc
+    finally:
+        part.unlink(missing_ok=True)
+
+
 def build_corpus(root: Path, *, minutes: float = 10.0, eval_fraction: float = 0.2, seed: int = 0,
-                 sources: Iterable[str] = SOURCES, progress: Callable[[str], None] | None = None) -> CorpusSummary:
+                 sources: Iterable[str] = SOURCES, progress: Callable[[str], None] | None = None,
+                 recorded_voices: bool = False) -> CorpusSummary:
     """Build (or resume) the corpus under `root`: {train,eval}/{dialogue,music,effects}/*.wav and manifest.json.
 
     `minutes` of audio per source in train; eval gets `eval_fraction` of that, at least MIN_EVAL_CLIPS clips.
     Clips are 48 kHz stereo 24-bit PCM, 4-20 s, peaks at -6..-1 dBFS. Held out (seeded, from `seed` alone):
     espeak-ng variants and Asterisk prompt files (dialogue), music21 works (music), theme sound files
     (effects; synthesized layers differ by seed). Existing clips of the same seed and version are kept.
+    `recorded_voices`: every other train dialogue clip speaks with people's recorded voices (pipeline.training.
+    recorded: Debian packages, train only, never the voices the benchmarks test on).
     """
     sources = tuple(s for s in SOURCES if s in set(sources))
     if not 0 < minutes <= 10_000 or not 0 < eval_fraction < 1 or not sources:
         raise ConfigError(f"corpus: need 0 < minutes <= 10000 (got {minutes}), 0 < eval_fraction < 1 "
                           f"(got {eval_fraction}) and sources from {', '.join(SOURCES)}")
-    _require(sources)
+    _require(sources, recorded_voices)
     root, say = Path(root), progress or (lambda _: None)
     try:
         for split in SPLITS:
@@ -542,8 +598,8 @@ def build_corpus(root: Path, *, minutes: float = 10.0, eval_fraction: float = 0.
                     stale.unlink()
     except OSError as exc:
         raise OutputError(f"cannot prepare {root}: {exc.strerror}", root) from exc
-    clips, pools = _plan(sources, minutes, eval_fraction, seed), _pools(sources, seed, eval_fraction)
-    entries = {c.rel: e for c in clips if (e := _existing(root / c.rel, c))}
+    clips, pools = _plan(sources, minutes, eval_fraction, seed), _pools(sources, seed, eval_fraction, recorded_voices)
+    entries = {c.rel: e for c in clips if (e := _existing(root / c.rel, c, "recorded" in pools))}
     todo = [c for c in clips if c.rel not in entries]
     if entries:
         say(f"{len(entries)} of {len(clips)} clips already built")
@@ -562,17 +618,13 @@ def build_corpus(root: Path, *, minutes: float = 10.0, eval_fraction: float = 0.
                 "music_works": [key for key, _ in pools.get("works", {}).get("eval", [])],
                 "sounds": pools.get("sounds", {}).get("eval")}
     manifest = {"version": VERSION, "seed": seed, "minutes": minutes, "eval_fraction": eval_fraction,
-                "sources": list(sources), "sample_rate": SR, "held_out": {k: v for k, v in held_out.items() if v},
+                "sources": list(sources), "sample_rate": SR,
+                "held_out": {k: v for k, v in held_out.items() if v},
                 "clips": [{"path": c.rel, "split": c.split, "source": c.source, **entries[c.rel]} for c in clips]}
-    part = root / ".manifest.json.part"
-    try:
-        text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True)  # sorted: reruns match
-        part.write_text(text + "\n", encoding="utf-8")
-        os.replace(part, root / "manifest.json")
-    except OSError as exc:
-        raise OutputError(f"cannot write the manifest: {exc.strerror}", root / "manifest.json") from exc
-    finally:
-        part.unlink(missing_ok=True)
+    if "recorded" in pools:  # which packages, their licences, and the test voices kept out
+        manifest["recorded_voices"] = {"packages": recorded.PACKAGES, "split": "train",
+                                       "never_used": list(recorded.HELD_OUT_PACKAGES)}
+    _write_manifest(root, manifest)
     counts = {s: {src: 0 for src in sources} for s in SPLITS}
     seconds = {s: {src: 0.0 for src in sources} for s in SPLITS}
     for c in clips:

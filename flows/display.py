@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline import progress
+from pipeline.report import STAGES as REPORT_STAGES
 
-# The stages a file's fraction is made of, in order (the remux runs during the QC), and a first guess of their
-# cost in seconds per second of audio on 2 CPU cores with DFN3 (benchmarks/RESULTS.md, per-stage overhead; words:
-# the peer benchmark's words stage). Replaced by the measured costs once a file of the batch is done.
-STAGE_ORDER = ("probe", "extract", "separate", "cleanup", "vad", "loudness", "write", "words", "qc")
+# The stages a file's fraction is made of, in the report's order less the queue (a wait, not work) and the remux
+# (it runs during the QC), and a first guess of their cost in seconds per second of audio on 2 CPU cores with DFN3
+# (benchmarks/RESULTS.md, per-stage overhead; words: the peer benchmark's words stage). Replaced by the measured
+# costs once a file of the batch is done.
+STAGE_ORDER = tuple(s for s in REPORT_STAGES if s not in ("queue", "remux"))
 STAGE_WEIGHTS = {"probe": 0.002, "extract": 0.002, "separate": 0.075, "cleanup": 0.005, "vad": 0.006,
                  "loudness": 0.002, "write": 0.012, "words": 0.057, "qc": 0.022}
 PLAIN_EVERY_S = 10.0       # a plain progress line per running stage this often (--progress-every)

@@ -307,9 +307,8 @@ def cut(wavs: Mapping[str, str | Path], span: tuple[float, float], layout: str, 
         mark: tuple[float, float] | None = None, listed: Listed | None = None) -> tuple[Excerpt, str]:
     """The excerpt `span` of each stem in `wavs` (MIX, DX, ME), folded and encoded, with a spectrogram when it is
     an event's; and how it was folded."""
-    folded, rate, how = _read_folded(wavs, span, layout)
-    spectrogram = _spectrogram(folded, rate, span, mark, listed)
-    return Excerpt(span[0], span[1], title, encode_opus(folded, rate), spectrogram, mark, listed), how
+    made, how = _cut_all(wavs, [(span, title, mark, listed)], layout)
+    return made[0], how
 
 
 def reel_seconds(wavs: Mapping[str, str | Path]) -> float:
@@ -363,6 +362,12 @@ def _excerpts(stems: Mapping[str, str | Path], listed: Sequence[Listed], layout:
     jobs = [(span, event_title(item), (item.event.start_s, item.event.end_s), item) for span, item in picks]
     jobs += [(span, title, (start, start), None)
              for span, title, start in line_spans(lines, speech, duration, [s for s, _ in picks])]
+    return _cut_all(stems, jobs, layout)
+
+
+def _cut_all(stems: Mapping[str, str | Path], jobs: Sequence[tuple], layout: str) -> tuple[list[Excerpt], str]:
+    """`cut` for each job (span, title, mark, listed), in order: the encoding (ffmpeg processes, ENCODERS at once)
+    runs while the spectrograms are drawn in this thread."""
     out, how = [], ""
     with ThreadPoolExecutor(ENCODERS, thread_name_prefix="reelsplit-excerpt") as encoder:
         parts = []

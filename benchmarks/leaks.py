@@ -12,6 +12,8 @@ same VAD run over e alone (no music over it), its regions merged across 0.5 s an
 e's loudness over them is above --leak-db (−30) against the true dialogue's (BS.1770 momentary blocks): the leak
 intervals.
 Recall: leak intervals that an event overlaps; precision: events that overlap a leak interval.
+The audible truth (printed after, for each OVER_BED_DB threshold x): only the leak intervals whose loudness is also
+at least x dB against the true M&E over them, the bed a listener hears them through.
 
 Reels are split into a dev part (every threshold is chosen on it) and a test part (reported, never tuned on) by
 their index: even = dev, odd = test.
@@ -64,19 +66,24 @@ def make_reel(files: dict[str, list[Path]], seconds: float, rng: np.random.Gener
     return (dialogue * scale).astype(np.float32), (bed * scale).astype(np.float32)
 
 
-def true_leaks(d: np.ndarray, e: np.ndarray, leak_db: float) -> list[tuple[vad.Region, float]]:
+def true_leaks(d: np.ndarray, e: np.ndarray, leak_db: float, m: np.ndarray | None = None
+               ) -> list[tuple[vad.Region, float, float]]:
     """Leak intervals: where the VAD finds speech in the M&E's error `e` alone (no music over it), merged across
     0.5 s, at least 0.5 s long, with the error's loudness against the true dialogue's over them above `leak_db`;
-    each with that level."""
+    each with that level and its level against the true M&E `m` there (the bed it has to be heard over; NaN
+    without `m`)."""
     speech = vad.merge_regions(vad.speech_regions(ArrayReader(e), RATE), max_gap_s=0.5)
     be, bd = blocks(e), blocks(d)
+    bm = blocks(m) if m is not None else None
     out = []
     for r in speech:
         if r.duration_s < 0.5:
             continue
         level = leaks.block_level(be, r.start_s, r.end_s) - leaks.block_level(bd, r.start_s, r.end_s)
+        over_bed = (leaks.block_level(be, r.start_s, r.end_s) - leaks.block_level(bm, r.start_s, r.end_s)
+                    if bm is not None else float("nan"))
         if level > leak_db:
-            out.append((r, level))
+            out.append((r, level, over_bed))
     return out
 
 
@@ -163,6 +170,20 @@ def overlaps(r, events) -> bool:
     return any(min(r.end_s, e.end_s) > max(r.start_s, e.start_s) for e in events)
 
 
+OVER_BED_DB = (0.0, -6.0, -10.0)   # the audible truth's thresholds: the leak against the true M&E over it
+
+
+def over_bed_counts(leaked: list, events: list) -> dict:
+    """Per OVER_BED_DB threshold x: the leak intervals at or above x dB against the bed, those an event overlaps,
+    and the events that overlap one of them."""
+    out = {}
+    for x in OVER_BED_DB:
+        heard = [r for r, _, over in leaked if over >= x]
+        out |= {f"leaks_bed{x:g}": len(heard), f"found_bed{x:g}": sum(overlaps(r, events) for r in heard),
+                f"events_bed{x:g}": sum(overlaps(e, heard) for e in events)}
+    return out
+
+
 def score(rows: list[dict]) -> dict:
     tp_events = sum(r["events_true"] for r in rows)
     events = sum(r["events"] for r in rows)
@@ -170,7 +191,10 @@ def score(rows: list[dict]) -> dict:
     total = sum(r["leaks"] for r in rows)
     r10 = sum(r["found_10"] for r in rows) / max(1, sum(r["leaks_10"] for r in rows))
     r20 = sum(r["found_20"] for r in rows) / max(1, sum(r["leaks_20"] for r in rows))
-    return {"reels": len(rows), "leaks": total, "events": events, "recall_10": r10, "recall_20": r20,
+    bed = {x: (sum(r[f"found_bed{x:g}"] for r in rows) / max(1, sum(r[f"leaks_bed{x:g}"] for r in rows)),
+               sum(r[f"events_bed{x:g}"] for r in rows) / max(1, events),
+               sum(r[f"leaks_bed{x:g}"] for r in rows)) for x in OVER_BED_DB}
+    return {"reels": len(rows), "leaks": total, "events": events, "recall_10": r10, "recall_20": r20, "bed": bed,
             "recall": found / total if total else float("nan"),
             "precision": tp_events / events if events else float("nan")}
 
@@ -212,7 +236,8 @@ def main(argv=None) -> int:
                 continue
             t0 = time.perf_counter()
             dx, me = _stream(sep, d + m)
-            truth = [r for r, _ in true_leaks(d, me - m, args.leak_db)]
+            leaked = true_leaks(d, me - m, args.leak_db, m)
+            truth = [r for r, _, _ in leaked]
             if args.detector == "envelope":
                 events = envelope_events(dx, me, gap_s=args.gap_s)
             elif args.detector == "dialogue":
@@ -220,7 +245,7 @@ def main(argv=None) -> int:
             else:
                 events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
                                 scan=args.detector == "asr")
-            levels = [lv for _, lv in true_leaks(d, me - m, args.leak_db)]
+            levels = [lv for _, lv, _ in leaked]
             rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
                          "detector": args.detector,
                          "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),
@@ -229,7 +254,8 @@ def main(argv=None) -> int:
                          "leaks_20": sum(lv > -20 for lv in levels),
                          "found_20": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -20),
                          "events": len(events), "events_true": sum(overlaps(e, truth) for e in events),
-                         "event_words": sum(getattr(e, "words", 0) for e in events), "seconds": round(time.perf_counter() - t0, 1)})
+                         "event_words": sum(getattr(e, "words", 0) for e in events),
+                         **over_bed_counts(leaked, events), "seconds": round(time.perf_counter() - t0, 1)})
             print(rows[-1], flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
@@ -245,6 +271,15 @@ def main(argv=None) -> int:
             s = score([r for r in rows if r["set"] == name and r["part"] == part])
             print(f"| {name} | {part} | {s['reels']} | {s['leaks']} | {s['events']} | {s['recall']:.2f} | "
                   f"{s['recall_20']:.2f} | {s['recall_10']:.2f} | {s['precision']:.2f} |")
+    print("\nThe audible truth: leak intervals also at or above x dB against the true M&E over them "
+          "(recall / precision, leak intervals)\n")
+    print("| set | part | " + " | ".join(f"over the bed ≥ {x:g} dB" for x in OVER_BED_DB) + " |")
+    print("|---|---|" + "---|" * len(OVER_BED_DB))
+    for name in sorted({r["set"] for r in rows}):
+        for part in ("dev", "test"):
+            s = score([r for r in rows if r["set"] == name and r["part"] == part])
+            print(f"| {name} | {part} | " + " | ".join(f"{rc:.2f} / {pr:.2f} ({n})" for rc, pr, n in s["bed"].values())
+                  + " |")
     return 0
 
 

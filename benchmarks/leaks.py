@@ -166,6 +166,33 @@ def dialogue_events(dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
     return _inside_dialogue([vad.Region(0.0, dx.shape[0] / RATE)], dx, gap_s)
 
 
+# --detector lift (tried): the M&E's speech band (300-3400 Hz) louder during a stretch of dialogue than in the
+# LIFT_AROUND_S around it (away from other dialogue): leftover speech adds to the bed only while someone speaks.
+LIFT_DB, LIFT_AROUND_S = 2.0, 2.0
+
+
+def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, gap_s: float = 1.0) -> list:
+    from scipy.signal import butter, sosfilt
+    band = sosfilt(butter(4, (300, 3400), "bandpass", fs=RATE, output="sos"), me.mean(axis=1))
+    hop = RATE // 100
+    power = np.add.reduceat(band.astype(np.float64) ** 2, np.arange(0, len(band), hop)) / hop
+    t = np.arange(len(power)) * 0.01
+    stretches = dialogue_events(dx, gap_s)
+    speaking = np.zeros(len(power), bool)
+    for r in stretches:
+        speaking[(t >= r.start_s) & (t < r.end_s)] = True
+    out = []
+    for r in stretches:
+        inside = power[(t >= r.start_s) & (t < r.end_s)]
+        near = ((t >= r.start_s - LIFT_AROUND_S) & (t < r.end_s + LIFT_AROUND_S)) & ~speaking
+        if inside.size == 0 or near.sum() < 20:
+            continue
+        lift = 10 * np.log10((inside.mean() + 1e-20) / (power[near].mean() + 1e-20))
+        if lift >= threshold_db:
+            out.append(r)
+    return out
+
+
 def overlaps(r, events) -> bool:
     return any(min(r.end_s, e.end_s) > max(r.start_s, e.start_s) for e in events)
 
@@ -209,7 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
                    help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue"), default="vad",
+    p.add_argument("--lift-db", type=float, default=LIFT_DB, help="lift detector: its threshold (dB)")
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift"), default="vad",
                    help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
                         "(envelope), or every stretch of dialogue (dialogue: the baseline)")
@@ -240,6 +268,8 @@ def main(argv=None) -> int:
             truth = [r for r, _, _ in leaked]
             if args.detector == "envelope":
                 events = envelope_events(dx, me, gap_s=args.gap_s)
+            elif args.detector == "lift":
+                events = lift_events(dx, me, args.lift_db, args.gap_s)
             elif args.detector == "dialogue":
                 events = dialogue_events(dx, args.gap_s)
             else:

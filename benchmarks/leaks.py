@@ -46,8 +46,9 @@ from pipeline.separate import load_separator  # noqa: E402
 
 
 def make_reel(files: dict[str, list[Path]], seconds: float, rng: np.random.Generator,
-              dialogue_db: tuple[float, float] = (-10.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
-    """(true DX, true M&E), (n, 2) float32: 3–5 dialogue lines placed at random, non-overlapping times."""
+              dialogue_db: tuple[float, float] = (-10.0, 0.0), duck_db: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(true DX, true M&E), (n, 2) float32: 3–5 dialogue lines placed at random, non-overlapping times; with
+    `duck_db`, the bed ducked that much under each line (0.3-s ramps, as a mixer rides music under dialogue)."""
     n = int(seconds * RATE)
     dialogue = np.zeros((n, 2), np.float32)
     lines = int(rng.integers(3, 6))
@@ -60,6 +61,10 @@ def make_reel(files: dict[str, list[Path]], seconds: float, rng: np.random.Gener
     effects = _fit(_load(files["effects"][int(rng.integers(len(files["effects"])))]), n, rng, pad=False)
     bed = music / _rms(music) + effects / _rms(effects) * 10 ** (rng.uniform(-8, 0) / 20)
     active = np.abs(dialogue).max(axis=1) > 0
+    if duck_db:
+        ramp = int(0.3 * RATE)
+        gain = np.convolve(active.astype(np.float64), np.ones(ramp) / ramp, "same")   # 0..1, smoothed
+        bed = bed * (1 - (1 - 10 ** (-duck_db / 20)) * np.clip(gain * 2, 0, 1))[:, None]
     level = float(rng.uniform(*dialogue_db))
     dialogue *= _rms(bed) / _rms(dialogue[active]) * 10 ** (level / 20)
     scale = 10 ** (-3 / 20) / max(float(np.abs(dialogue + bed).max()), 1e-9) * 10 ** (rng.uniform(-6, 0) / 20)
@@ -171,11 +176,21 @@ def dialogue_events(dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
 LIFT_DB, LIFT_AROUND_S = 2.0, 2.0
 
 
-def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, gap_s: float = 1.0) -> list:
-    from scipy.signal import butter, sosfilt
-    band = sosfilt(butter(4, (300, 3400), "bandpass", fs=RATE, output="sos"), me.mean(axis=1))
+def _frame_power(x: np.ndarray) -> np.ndarray:
     hop = RATE // 100
-    power = np.add.reduceat(band.astype(np.float64) ** 2, np.arange(0, len(band), hop)) / hop
+    return np.add.reduceat(x.astype(np.float64) ** 2, np.arange(0, len(x), hop)) / hop
+
+
+def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, gap_s: float = 1.0,
+                relative: bool = False) -> list:
+    """`relative` (--detector band): the speech band against the M&E's other bands (below 300 Hz, above 3.4 kHz)
+    during the line against around it, so that a bed ducked as a whole under the line does not count."""
+    from scipy.signal import butter, sosfilt
+    mono = me.mean(axis=1)
+    band = sosfilt(butter(4, (300, 3400), "bandpass", fs=RATE, output="sos"), mono)
+    power = _frame_power(band)
+    if relative:
+        power = power / (_frame_power(mono - band) + 1e-12)
     t = np.arange(len(power)) * 0.01
     stretches = dialogue_events(dx, gap_s)
     speaking = np.zeros(len(power), bool)
@@ -236,8 +251,9 @@ def main(argv=None) -> int:
     p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
                    help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
-    p.add_argument("--lift-db", type=float, default=LIFT_DB, help="lift detector: its threshold (dB)")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift"), default="vad",
+    p.add_argument("--lift-db", type=float, default=LIFT_DB, help="lift and band detectors: their threshold (dB)")
+    p.add_argument("--duck-db", type=float, default=0.0, help="duck the bed this much under each line (dB)")
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band"), default="vad",
                    help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
                         "(envelope), or every stretch of dialogue (dialogue: the baseline)")
@@ -259,7 +275,7 @@ def main(argv=None) -> int:
         files = {s: sorted((split / s).glob("*.wav")) for s in ("dialogue", "music", "effects")}
         rng = np.random.default_rng(args.seed)
         for i in range(args.reels):
-            d, m = make_reel(files, args.seconds, rng, tuple(args.dialogue_db))
+            d, m = make_reel(files, args.seconds, rng, tuple(args.dialogue_db), args.duck_db)
             if args.part and (i % 2 == 0) != (args.part == "dev"):
                 continue
             t0 = time.perf_counter()
@@ -268,8 +284,8 @@ def main(argv=None) -> int:
             truth = [r for r, _, _ in leaked]
             if args.detector == "envelope":
                 events = envelope_events(dx, me, gap_s=args.gap_s)
-            elif args.detector == "lift":
-                events = lift_events(dx, me, args.lift_db, args.gap_s)
+            elif args.detector in ("lift", "band"):
+                events = lift_events(dx, me, args.lift_db, args.gap_s, args.detector == "band")
             elif args.detector == "dialogue":
                 events = dialogue_events(dx, args.gap_s)
             else:

@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
     p.add_argument("--lift-db", type=float, default=LIFT_DB, help="lift and band detectors: their threshold (dB)")
     p.add_argument("--duck-db", type=float, default=0.0, help="duck the bed this much under each line (dB)")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band"), default="vad",
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band"), default="vad",
                    help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
                         "(envelope), or every stretch of dialogue (dialogue: the baseline)")
@@ -286,6 +286,10 @@ def main(argv=None) -> int:
                 events = envelope_events(dx, me, gap_s=args.gap_s)
             elif args.detector in ("lift", "band"):
                 events = lift_events(dx, me, args.lift_db, args.gap_s, args.detector == "band")
+            elif args.detector == "vad+band":    # the shipped events and the band detector's, merged
+                both = detect(dx, me, recogniser, None, args.me_threshold) + lift_events(dx, me, args.lift_db,
+                                                                                         args.gap_s, True)
+                events = list(vad.merge_regions([(e.start_s, e.end_s) for e in both]))
             elif args.detector == "dialogue":
                 events = dialogue_events(dx, args.gap_s)
             else:

@@ -218,12 +218,15 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
     first = next(iter(readers.values()))
     weights = dialogue_weights(first.channels, layout)
     reading = threading.Lock()
+    detected: dict = {}      # the first reader's first window, read once for the detection and kept for its turn
 
     def recognise(pieces: tuple[Piece, ...], language: str | None) -> list[Line]:
         best = None
         for reader in readers.values():
             with reading:
-                audio = read_window(reader, rate, pieces, weights)
+                audio = detected.pop((id(reader), pieces), None)
+                if audio is None:
+                    audio = read_window(reader, rate, pieces, weights)
             got = _window(recogniser, audio, pieces, language, options)
             best = got if best is None or _score(got) > _score(best) else best
         return best
@@ -239,7 +242,8 @@ def transcribe(readers: Reader | dict[str, Reader], rate: int, regions: Iterable
         report("words", done, total)
 
     if language is None and windows:    # detected on the first speech (in the first reader), kept for the reel
-        language, probability = _detect(recogniser, read_window(first, rate, windows[0], weights))
+        detected[(id(first), windows[0])] = read_window(first, rate, windows[0], weights)
+        language, probability = _detect(recogniser, detected[(id(first), windows[0])])
     workers = min(getattr(recogniser, "workers", 1), len(windows))
     if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="asr") as pool:

@@ -98,16 +98,17 @@ class FakeRecogniser:
 def test_language_detected_once_on_the_first_speech_then_kept():
     rec = FakeRecogniser(lambda audio: [_word(0.0, 0.4, " Bonjour", 0.9)])
     regions = [(1.0, 2.0), (40.0, 41.0), (80.0, 81.0)]
-    got = asr.transcribe(ArrayReader(np.zeros((100 * 16_000, 1), np.float32)), 16_000, regions, rec,
-                         options=AsrOptions(window_s=2.0))
+    detecting = CountingReader(np.zeros((100 * 16_000, 1), np.float32))
+    got = asr.transcribe(detecting, 16_000, regions, rec, options=AsrOptions(window_s=2.0))
     # detected once, on the first window alone (faster-whisper's detection), then every window recognised in it
     assert rec.detections == [rec.calls[0][0]] and [c[1] for c in rec.calls] == ["fr", "fr", "fr"]
     assert got.language == "fr" and got.language_probability == 0.8 and len(got.lines) == 3
     assert [line.start for line in got.lines] == pytest.approx([0.8, 39.8, 79.8])   # window start = region - pad
     assert all(c[2]["word_timestamps"] and not c[2]["vad_filter"] for c in rec.calls)
-    forced = asr.transcribe(ArrayReader(np.zeros((100 * 16_000, 1), np.float32)), 16_000, regions, rec,
-                            options=AsrOptions(language="de"))
+    told = CountingReader(np.zeros((100 * 16_000, 1), np.float32))
+    forced = asr.transcribe(told, 16_000, regions, rec, options=AsrOptions(language="de"))
     assert forced.language == "de" and forced.language_probability == 1.0 and len(rec.detections) == 1
+    assert detecting.reads == told.reads      # the window the language is detected on is read once, not twice
 
 
 def test_no_speech_means_no_recognition():

@@ -302,16 +302,18 @@ def _recorded(clip: _Clip, pools: dict, rng: np.random.Generator) -> tuple[np.nd
         mine = [line for line in everything if line.speaker == pack]
         order = iter(mine[i] for i in rng.permutation(len(mine)))
 
+    packages = set()
+
     def line() -> tuple[np.ndarray, str]:
         for item in order:
             x = _trim(recorded.read(item, SR))
             if len(x) >= recorded.MIN_LINE_S * SR:
+                packages.add(item.package)
                 return x, item.name
         raise MediaError("the recorded voices ran out of lines for one clip")
 
     mono, used = _assemble(line, clip.seconds, rng)
-    packages = sorted({"flight-of-the-amazon-queen" if n.startswith("queen:") else "hedgewars-data" for n in used})
-    return mono, {"generator": "recorded", "lines": used, "packages": packages}
+    return mono, {"generator": "recorded", "lines": used, "packages": sorted(packages)}
 
 
 def _dialogue(clip: _Clip, pools: dict, rng: np.random.Generator, tmp: Path) -> tuple[np.ndarray, dict]:

@@ -55,6 +55,11 @@ class Line:
     name: str
     speaker: str
 
+    @property
+    def package(self) -> str:
+        """The Debian package the line comes from."""
+        return "flight-of-the-amazon-queen" if self.name.startswith("queen:") else "hedgewars-data"
+
 
 def require() -> None:
     """Raise MediaError naming the apt packages when the recorded voices are not installed."""

@@ -15,6 +15,12 @@ Recall: leak intervals that an event overlaps; precision: events that overlap a 
 The audible truth (printed after, for each OVER_BED_DB threshold x): only the leak intervals whose loudness is also
 at least x dB against the true M&E over them, the bed a listener hears them through.
 
+--control runs the detector again with the separation's DX as its reference over the *true* M&E, clean (every event
+a false alarm) and with the true dialogue planted in it at −10, −20 and −30 dB against the dialogue (a stretch of
+dialogue an event overlaps is a leak found): a detector that fires on stretches whatever they hold scores well on
+the truth above, where nearly every line of a DFN3 M&E holds a leak, and fails here. --cache keeps each reel's
+DFN3 stems (keyed by set name, seed, length, dialogue level, duck and index: clear it when a set is rebuilt).
+
 Reels are split into a dev part (every threshold is chosen on it) and a test part (reported, never tuned on) by
 their index: even = dev, odd = test.
 
@@ -166,9 +172,16 @@ def _inside_dialogue(spans, dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> li
     return out
 
 
+_STRETCHES: dict = {}
+
+
 def dialogue_events(dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
     """The baseline a detector must beat: every stretch of the DX's dialogue (1 s or more) is an event."""
-    return _inside_dialogue([vad.Region(0.0, dx.shape[0] / RATE)], dx, gap_s)
+    key = (dx.ctypes.data, dx.shape, gap_s)
+    if key not in _STRETCHES:
+        _STRETCHES.clear()
+        _STRETCHES[key] = _inside_dialogue([vad.Region(0.0, dx.shape[0] / RATE)], dx, gap_s)
+    return list(_STRETCHES[key])
 
 
 # --detector lift (tried): the M&E's speech band (300-3400 Hz) louder during a stretch of dialogue than in the
@@ -208,6 +221,83 @@ def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, g
     return out
 
 
+# --detector guided (tried): the DX tells which time-frequency cells a leak of it would fill. Per stretch of
+# dialogue: the M&E's spectrum around it (away from dialogue) is the bed B(f); in each frame of the stretch the
+# M&E against B in the cells where the DX is GUIDED_STRONG_DB over B, less the same in the cells where the DX is
+# under B (there a leak is too weak to show): a duck or a swell of the bed moves both, a leak only the first.
+GUIDED_STRONG_DB, GUIDED_WEAK_DB, GUIDED_NPERSEG = 10.0, 35.0, 1024
+GUIDED_MODE = "bed"
+
+
+def _spectra(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.signal import stft
+    f, t, z = stft(x.mean(axis=1), RATE, nperseg=GUIDED_NPERSEG, noverlap=GUIDED_NPERSEG - RATE // 100,
+                   boundary=None, padded=False)
+    keep = (f >= 150) & (f <= 8000)
+    return np.abs(z[keep]) ** 2 + 1e-14, t + GUIDED_NPERSEG / 2 / RATE
+
+
+def guided_scores(dx: np.ndarray, me: np.ndarray, gap_s: float = 1.0) -> list[tuple]:
+    """(stretch, score dB) per stretch of dialogue with enough bed around it."""
+    pd, t = _spectra(dx)
+    pm, _ = _spectra(me)
+    stretches = dialogue_events(dx, gap_s)
+    speaking = np.zeros(len(t), bool)
+    for r in stretches:
+        speaking[(t >= r.start_s) & (t < r.end_s)] = True
+    out = []
+    for r in stretches:
+        inside = (t >= r.start_s) & (t < r.end_s)
+        near = ((t >= r.start_s - LIFT_AROUND_S) & (t < r.end_s + LIFT_AROUND_S)) & ~speaking
+        if near.sum() < 20 or not inside.any():
+            continue
+        bed = pm[:, near].mean(axis=1, keepdims=True)
+        ratio = 10 * np.log10(pm[:, inside] / bed)
+        if GUIDED_MODE == "bed":      # cells chosen by the DX against the bed (biased: they favour a quiet bed)
+            dx_over = 10 * np.log10(pd[:, inside] / bed)
+            strong, weak = dx_over > GUIDED_STRONG_DB, dx_over < 0
+        else:                         # cells chosen by the DX alone, against its own loudest cell in the frame
+            level = 10 * np.log10(pd[:, inside])
+            level = level - level.max(axis=0, keepdims=True)
+            strong, weak = level > -GUIDED_STRONG_DB, level < -GUIDED_WEAK_DB
+
+        def lift_of(strong, weak):
+            ok = (strong.sum(axis=0) >= 5) & (weak.sum(axis=0) >= 5)
+            lift = ((ratio * strong).sum(axis=0) / np.maximum(strong.sum(axis=0), 1)
+                    - (ratio * weak).sum(axis=0) / np.maximum(weak.sum(axis=0), 1))
+            return lift, ok
+
+        lift, ok = lift_of(strong, weak)
+        if ok.sum() < 20:
+            continue
+        if GUIDED_MODE == "null":     # less the same with the DX's cells taken from another time of the stretch
+            k = strong.shape[1] // 2
+            null, nok = lift_of(np.roll(strong, k, axis=1), np.roll(weak, k, axis=1))
+            out.append((r, float(lift[ok].mean() - null[nok].mean())))
+            continue
+        out.append((r, float(lift[ok].mean())))
+    return out
+
+
+def guided_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: float = 1.0) -> list:
+    return [r for r, score in guided_scores(dx, me, gap_s) if score >= threshold_db]
+
+
+def separated(cache: Path | None, key: str, sep, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(DX, M&E) of `mix` through DFN3, kept in `cache` (an .npy pair per key) so a sweep separates once."""
+    if cache is None:
+        return _stream(sep, mix)
+    path = cache / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["dx"], z["me"]
+    dx, me = _stream(sep, mix)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path.with_suffix(".tmp.npz"), dx=dx, me=me)
+    path.with_suffix(".tmp.npz").rename(path)
+    return dx, me
+
+
 def overlaps(r, events) -> bool:
     return any(min(r.end_s, e.end_s) > max(r.start_s, e.start_s) for e in events)
 
@@ -241,7 +331,81 @@ def score(rows: list[dict]) -> dict:
             "precision": tp_events / events if events else float("nan")}
 
 
+def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, threshold: float) -> list:
+    """The events of --detector over one reel's DX and M&E (`threshold`: the lift, band and guided detectors')."""
+    if args.detector == "envelope":
+        return envelope_events(dx, me, gap_s=args.gap_s)
+    if args.detector in ("lift", "band"):
+        return lift_events(dx, me, threshold, args.gap_s, args.detector == "band")
+    if args.detector in ("vad+band", "guided", "vad+guided"):    # with vad+: the shipped events too, merged
+        events = (guided_events(dx, me, threshold, args.gap_s) if "guided" in args.detector
+                  else lift_events(dx, me, threshold, args.gap_s, True))
+        if args.detector.startswith("vad+"):
+            both = detect(dx, me, recogniser, None, args.me_threshold) + events
+            events = list(vad.merge_regions([(e.start_s, e.end_s) for e in both]))
+        return events
+    if args.detector == "dialogue":
+        return dialogue_events(dx, args.gap_s)
+    return detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
+                  scan=args.detector == "asr")
+
+
+def row_of(name: str, i: int, detector: str, threshold: float, leaked: list, events: list) -> dict:
+    truth = [r for r, _, _ in leaked]
+    levels = [lv for _, lv, _ in leaked]
+    return {"set": name, "reel": i, "part": "dev" if i % 2 == 0 else "test", "detector": detector,
+            "threshold": threshold,
+            "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),
+            "leaks_10": sum(lv > -10 for lv in levels),
+            "found_10": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -10),
+            "leaks_20": sum(lv > -20 for lv in levels),
+            "found_20": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -20),
+            "events": len(events), "events_true": sum(overlaps(e, truth) for e in events),
+            "event_words": sum(getattr(e, "words", 0) for e in events), **over_bed_counts(leaked, events)}
+
+
+CONTROL_LEAK_DB = (-10.0, -20.0, -30.0)
+
+
+def control_row(args, d: np.ndarray, m: np.ndarray, dx: np.ndarray, recogniser, threshold: float) -> dict:
+    """--control: the detector with the separation's DX as its reference over the *true* M&E (nothing leaked:
+    every event is a false alarm) and over the true M&E with the true dialogue planted in it at each
+    CONTROL_LEAK_DB against the dialogue (a stretch of dialogue an event overlaps is a leak found)."""
+    stretches = dialogue_events(dx, args.gap_s)
+    row = {"stretches": len(stretches),
+           "false_events": len(detector_events(args, dx, m, recogniser, None, threshold))}
+    for db in CONTROL_LEAK_DB:
+        events = detector_events(args, dx, m + d * 10 ** (db / 20), recogniser, None, threshold)
+        row[f"found_at{db:g}"] = sum(overlaps(r, events) for r in stretches)
+    return row
+
+
+def print_control(rows: list[dict]) -> None:
+    print("\nControl: the true M&E (false events per stretch of dialogue) and the true dialogue planted in it "
+          "(stretches found)\n")
+    print("| set | part | stretches | false events / stretch | " +
+          " | ".join(f"found, leak {db:g} dB" for db in CONTROL_LEAK_DB) + " |")
+    print("|---|---|---|---|" + "---|" * len(CONTROL_LEAK_DB))
+    for name, part, th, group in _groups(rows):
+        n = sum(r["stretches"] for r in group)
+        print(f"| {name} | {part}{th} | {n} | {sum(r['false_events'] for r in group) / max(n, 1):.2f} | " +
+              " | ".join(f"{sum(r[f'found_at{db:g}'] for r in group) / max(n, 1):.2f}" for db in CONTROL_LEAK_DB)
+              + " |")
+
+
+def _groups(rows: list[dict]):
+    """(set, part, threshold label, rows) for each set, part and threshold that has rows."""
+    several = len({r["threshold"] for r in rows}) > 1
+    for name in sorted({r["set"] for r in rows}):
+        for part in ("dev", "test"):
+            for th in sorted({r["threshold"] for r in rows}):
+                group = [r for r in rows if r["set"] == name and r["part"] == part and r["threshold"] == th]
+                if group:
+                    yield name, part, f", {th:g} dB" if several else "", group
+
+
 def main(argv=None) -> int:
+    global GUIDED_MODE, GUIDED_STRONG_DB
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, action="append", required=True, help="a set with an eval/ split")
     p.add_argument("--reels", type=int, default=16)
@@ -251,19 +415,27 @@ def main(argv=None) -> int:
     p.add_argument("--dialogue-db", type=float, nargs=2, default=(-10.0, 0.0),
                    help="dialogue level against the bed, dB range (separation benchmark: -10 0; film: 5 15)")
     p.add_argument("--asr", action="store_true", help="confirm the events with the bundled recogniser")
-    p.add_argument("--lift-db", type=float, default=LIFT_DB, help="lift and band detectors: their threshold (dB)")
+    p.add_argument("--lift-db", type=float, nargs="+", default=[LIFT_DB],
+                   help="lift, band and guided detectors: their threshold (dB); several: a sweep, a table each")
     p.add_argument("--duck-db", type=float, default=0.0, help="duck the bed this much under each line (dB)")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band"), default="vad",
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band", "guided",
+                                        "vad+guided"), default="vad",
                    help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
                         "(envelope), or every stretch of dialogue (dialogue: the baseline)")
     p.add_argument("--gap-s", type=float, default=ENVELOPE_GAP_S,
                    help="envelope and dialogue detectors: the DX's speech merged across this many seconds")
     p.add_argument("--csv", type=Path)
+    p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default=GUIDED_MODE)
+    p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
+    p.add_argument("--control", action="store_true",
+                   help="also run the detector over the true M&E, clean and with the dialogue planted in it")
+    p.add_argument("--cache", type=Path, help="keep each reel's DFN3 DX and M&E here (a sweep separates once)")
     p.add_argument("--part", choices=("dev", "test"), help="only this part (choices are made on dev)")
     p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
                    help="the VAD's threshold on the M&E (default reelsplit's)")
     args = p.parse_args(argv)
+    GUIDED_MODE, GUIDED_STRONG_DB = args.guided_mode, args.guided_strong_db
     sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
     recogniser = None
     if args.asr:
@@ -279,34 +451,16 @@ def main(argv=None) -> int:
             if args.part and (i % 2 == 0) != (args.part == "dev"):
                 continue
             t0 = time.perf_counter()
-            dx, me = _stream(sep, d + m)
+            key = f"{corpus.name}_s{args.seed}_{args.seconds:g}s_d{args.dialogue_db[0]:g}_{args.dialogue_db[1]:g}" \
+                  f"_duck{args.duck_db:g}_{i}"
+            dx, me = separated(args.cache, key, sep, d + m)
             leaked = true_leaks(d, me - m, args.leak_db, m)
-            truth = [r for r, _, _ in leaked]
-            if args.detector == "envelope":
-                events = envelope_events(dx, me, gap_s=args.gap_s)
-            elif args.detector in ("lift", "band"):
-                events = lift_events(dx, me, args.lift_db, args.gap_s, args.detector == "band")
-            elif args.detector == "vad+band":    # the shipped events and the band detector's, merged
-                both = detect(dx, me, recogniser, None, args.me_threshold) + lift_events(dx, me, args.lift_db,
-                                                                                         args.gap_s, True)
-                events = list(vad.merge_regions([(e.start_s, e.end_s) for e in both]))
-            elif args.detector == "dialogue":
-                events = dialogue_events(dx, args.gap_s)
-            else:
-                events = detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
-                                scan=args.detector == "asr")
-            levels = [lv for _, lv, _ in leaked]
-            rows.append({"set": corpus.name, "reel": i, "part": "dev" if i % 2 == 0 else "test",
-                         "detector": args.detector,
-                         "leaks": len(truth), "leaks_found": sum(overlaps(r, events) for r in truth),
-                         "leaks_10": sum(lv > -10 for lv in levels),
-                         "found_10": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -10),
-                         "leaks_20": sum(lv > -20 for lv in levels),
-                         "found_20": sum(overlaps(r, events) for r, lv in zip(truth, levels) if lv > -20),
-                         "events": len(events), "events_true": sum(overlaps(e, truth) for e in events),
-                         "event_words": sum(getattr(e, "words", 0) for e in events),
-                         **over_bed_counts(leaked, events), "seconds": round(time.perf_counter() - t0, 1)})
-            print(rows[-1], flush=True)
+            for threshold in args.lift_db:
+                events = detector_events(args, dx, me, recogniser, sep, threshold)
+                rows.append(row_of(corpus.name, i, args.detector, threshold, leaked, events) |
+                            (control_row(args, d, m, dx, recogniser, threshold) if args.control else {}) |
+                            {"seconds": round(time.perf_counter() - t0, 1)})
+                print(rows[-1], flush=True)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -316,20 +470,20 @@ def main(argv=None) -> int:
           f"{' + ASR' if args.asr else ''}\n")
     print("| set | part | reels | leak intervals | events | recall | recall > -20 dB | recall > -10 dB | precision |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in sorted({r["set"] for r in rows}):
-        for part in ("dev", "test"):
-            s = score([r for r in rows if r["set"] == name and r["part"] == part])
-            print(f"| {name} | {part} | {s['reels']} | {s['leaks']} | {s['events']} | {s['recall']:.2f} | "
+    for name, part, th, group in _groups(rows):
+        s = score(group)
+        print(f"| {name} | {part}{th} | {s['reels']} | {s['leaks']} | {s['events']} | {s['recall']:.2f} | "
                   f"{s['recall_20']:.2f} | {s['recall_10']:.2f} | {s['precision']:.2f} |")
     print("\nThe audible truth: leak intervals also at or above x dB against the true M&E over them "
           "(recall / precision, leak intervals)\n")
     print("| set | part | " + " | ".join(f"over the bed ≥ {x:g} dB" for x in OVER_BED_DB) + " |")
     print("|---|---|" + "---|" * len(OVER_BED_DB))
-    for name in sorted({r["set"] for r in rows}):
-        for part in ("dev", "test"):
-            s = score([r for r in rows if r["set"] == name and r["part"] == part])
-            print(f"| {name} | {part} | " + " | ".join(f"{rc:.2f} / {pr:.2f} ({n})" for rc, pr, n in s["bed"].values())
-                  + " |")
+    for name, part, th, group in _groups(rows):
+        s = score(group)
+        print(f"| {name} | {part}{th} | " + " | ".join(f"{rc:.2f} / {pr:.2f} ({n})" for rc, pr, n in s["bed"].values())
+              + " |")
+    if args.control:
+        print_control(rows)
     return 0
 
 

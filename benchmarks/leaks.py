@@ -109,8 +109,12 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
     """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
     speech that separator extracts from the M&E instead of on the M&E)."""
     dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
-    me_speech = vad.speech_regions(ArrayReader(me if sep is None else _stream(sep, me)[0]), RATE,
-                                   hysteresis=vad.Hysteresis(threshold=threshold))
+    heard = me if sep is None else _stream(sep, me)[0]
+    if ME_HIGHPASS_HZ:     # --me-highpass (tried): the M&E's low end, where music's energy is, taken off first
+        from scipy.signal import butter, sosfilt
+        heard = sosfilt(butter(4, ME_HIGHPASS_HZ, "highpass", fs=RATE, output="sos"), heard, axis=0)
+        heard = heard.astype(np.float32)
+    me_speech = vad.speech_regions(ArrayReader(heard), RATE, hysteresis=vad.Hysteresis(threshold=threshold))
     confirm = None
     if recogniser is not None:
         from pipeline import asr
@@ -227,6 +231,7 @@ def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, g
 # under B (there a leak is too weak to show): a duck or a swell of the bed moves both, a leak only the first.
 GUIDED_STRONG_DB, GUIDED_WEAK_DB, GUIDED_NPERSEG = 10.0, 35.0, 1024
 GUIDED_MODE = "bed"
+ME_HIGHPASS_HZ = 0.0
 
 
 def _spectra(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +410,7 @@ def _groups(rows: list[dict]):
 
 
 def main(argv=None) -> int:
-    global GUIDED_MODE, GUIDED_STRONG_DB
+    global GUIDED_MODE, GUIDED_STRONG_DB, ME_HIGHPASS_HZ
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, action="append", required=True, help="a set with an eval/ split")
     p.add_argument("--reels", type=int, default=16)
@@ -428,6 +433,8 @@ def main(argv=None) -> int:
     p.add_argument("--csv", type=Path)
     p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default=GUIDED_MODE)
     p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
+    p.add_argument("--me-highpass", type=float, default=0.0,
+                   help="vad detector: high-pass the M&E at this many Hz before its VAD (0: off, as shipped)")
     p.add_argument("--control", action="store_true",
                    help="also run the detector over the true M&E, clean and with the dialogue planted in it")
     p.add_argument("--cache", type=Path, help="keep each reel's DFN3 DX and M&E here (a sweep separates once)")
@@ -435,7 +442,7 @@ def main(argv=None) -> int:
     p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
                    help="the VAD's threshold on the M&E (default reelsplit's)")
     args = p.parse_args(argv)
-    GUIDED_MODE, GUIDED_STRONG_DB = args.guided_mode, args.guided_strong_db
+    GUIDED_MODE, GUIDED_STRONG_DB, ME_HIGHPASS_HZ = args.guided_mode, args.guided_strong_db, args.me_highpass
     sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
     recogniser = None
     if args.asr:

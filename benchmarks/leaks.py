@@ -423,11 +423,13 @@ def main(argv=None) -> int:
     p.add_argument("--lift-db", type=float, nargs="+", default=[LIFT_DB],
                    help="lift, band and guided detectors: their threshold (dB); several: a sweep, a table each")
     p.add_argument("--duck-db", type=float, default=0.0, help="duck the bed this much under each line (dB)")
-    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band", "guided",
-                                        "vad+guided"), default="vad",
+    p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band",
+                                          "guided", "vad+guided"), default="vad",
                    help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
-                        "(envelope), or every stretch of dialogue (dialogue: the baseline)")
+                        "(envelope), every stretch of dialogue (dialogue: the baseline), the M&E's speech band "
+                        "louder during a line than around it (lift; band: against its other bands), the M&E in the "
+                        "DX's strong time-frequency cells (guided); vad+…: the shipped events merged with another's")
     p.add_argument("--gap-s", type=float, default=ENVELOPE_GAP_S,
                    help="envelope and dialogue detectors: the DX's speech merged across this many seconds")
     p.add_argument("--csv", type=Path)

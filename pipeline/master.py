@@ -142,8 +142,18 @@ def _check_alike(info: MediaInfo, streams) -> None:
 
 def _ambiguous(info: MediaInfo, count: int, why: str) -> MediaError:
     return MediaError(f"audio is {count} separate mono tracks {why}: name them with --tracks (or `tracks:` in "
-                      "the config), e.g. --tracks L,R,C,LFE,Ls,Rs,Lt,Rt for 5.1 + a stereo fold-down or "
-                      "--tracks L,R,C,LFE,Lss,Rss,Lrs,Rrs for 7.1; a track that is not used is -", info.path)
+                      f"the config), {_map_examples(sum(s.channels for s in info.audio))}; a track that is not "
+                      "used is -", info.path)
+
+
+def _map_examples(channels: int) -> str:
+    """Track maps the length of the file's audio channels (a map names every one), for the error's hint."""
+    if channels == 8:
+        return ("e.g. --tracks L,R,C,LFE,Ls,Rs,Lt,Rt for 5.1 + a stereo fold-down or --tracks "
+                "L,R,C,LFE,Lss,Rss,Lrs,Rrs for 7.1")
+    maps = [(first + ",-" * (channels - n), what + (", the rest unused" if channels > n else ""))
+            for first, n, what in (("L,R,C,LFE,Ls,Rs", 6, "5.1"), ("L,R", 2, "a stereo pair")) if channels >= n]
+    return "e.g. " + " or ".join(f"--tracks {m} for {what}" for m, what in maps)
 
 
 def _assembled(info: MediaInfo, mono: tuple[AudioStream, ...]) -> Master:

@@ -71,6 +71,25 @@ def test_masters_that_cannot_be_placed_are_one_line(tracks, words):
     assert words in str(err.value) and "\n" not in str(err.value) and err.value.path == Path("reel.mov")
 
 
+@pytest.mark.parametrize("tracks", [
+    ["1 channels (FL)", "1 channels (FR)", "1 channels (FL)", "1 channels (FR)"],   # a stereo pair twice
+    [1] * 5, [1] * 7, [1] * 8, ["stereo", 1, 1],
+])
+def test_the_error_suggests_track_maps_that_fit_the_file(tracks):
+    """The hint's maps name every audio channel of the file (a shorter map is refused) and, passed back as
+    --tracks, place the master."""
+    import re
+
+    with pytest.raises(MediaError) as err:
+        select_master(info(*tracks))
+    maps = re.findall(r"--tracks (\S+) for", str(err.value))
+    channels = sum(s.channels for s in info(*tracks).audio)
+    assert maps and all(len(m.split(",")) == channels for m in maps)
+    for m in maps:
+        assert select_master(info(*tracks), tracks=check_track_map(m.split(","))).layout.name in ("stereo", "5.1",
+                                                                                                   "7.1")
+
+
 def test_track_map_5_1_plus_foldown_over_eight_mono_tracks():
     m = select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "Rt"))
     assert m.layout.name == "5.1" and placed(m) == [(i, 0) for i in range(6)] and m.unused == ""

@@ -30,7 +30,7 @@ from pipeline.config import SeparationSettings, Settings
 from pipeline.errors import PipelineError, TitleLockedError
 from pipeline.layout import LAYOUTS, Layout
 from pipeline.malloc import tune_malloc
-from pipeline.master import FOLDDOWN, Master, select_master
+from pipeline.master import FOLDDOWN, Master, audio_lead_s, select_master
 from pipeline.manifest import MANIFEST, KeyParts, Manifest, cache_key, is_complete
 from pipeline.media import MediaInfo
 from pipeline.models import ModelSpec
@@ -55,6 +55,7 @@ VAD_CHUNK_S = 300.0
 FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
 GUIDE_BLOCK = 1 << 16   # frames per block of the dialogue guide
 BLEND_DB = -6.0         # transcribe.source "blend": the DX with the M&E put back this far down (dev set)
+LEAD_WARN_S = 0.001   # audio this far before the picture is warned about (its stems sit that late)
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,11 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     master = select_master(info, job.audio_stream, settings.tracks)
     row.duration_s, row.sample_rate = info.duration_s, master.sample_rate
     row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
+    lead = audio_lead_s(info, master)
+    if lead > LEAD_WARN_S:
+        log.warning("%s: the audio starts %.3f s before the picture; the stems keep it from its first sample and "
+                    "are stamped with the picture's start timecode, so they sit %.3f s late against the picture",
+                    job.path, lead, lead)
     input_sha = sha256_file(job.path)
     key = cache_key(KeyParts(input_sha, profile.digest, spec.label, settings_digest(settings), __version__,
                              start_tc=job.start_tc, tc_rate=job.tc_rate, output_tracks=settings.output_tracks))

@@ -91,7 +91,8 @@ def write_wav(
 
 def decode_command(path: Path, master: Master) -> list[str]:
     """ffmpeg decoding `master` of `path` to float32 on stdout: one stream as it is, or the tracks joined into
-    the layout's channels in order (ffmpeg's join filter, each channel mapped by index: no remix)."""
+    the layout's channels in order (ffmpeg's join filter, each channel mapped by index: no remix), from the
+    file's start (the picture's first frame), silence first where the audio starts later."""
     src = tf.input(str(Path(path).resolve()))
     single = master.single
     if single is not None:
@@ -104,6 +105,10 @@ def decode_command(path: Path, master: Master) -> list[str]:
         audio = tf.filters.join(*(src.audio_stream(s.audio_index) for s in streams), inputs=len(streams),
                                 channel_layout=master.layout.ffmpeg, map=mapping)
         extra = {}      # no -ac: it would remix the joined layout into ffmpeg's default one for the count
+    # Audio that starts after the picture (a MOV edit list, a track laid in late) starts with that much silence,
+    # so the stems keep the picture's time and its timecode: aresample's first_pts=0 "pads the beginning with
+    # silence if an audio stream starts after the video stream" (ffmpeg-filters, aresample). A no-op otherwise.
+    audio = audio.aresample(extra_options={"first_pts": 0})
     return (tf.output(audio, filename="pipe:1", f="f32le", acodec="pcm_f32le", ar=master.sample_rate, **extra)
             .global_args(hide_banner=True, loglevel="error").compile())
 

@@ -107,6 +107,17 @@ def select_master(info: MediaInfo, n: int = 0, tracks: tuple[str, ...] | None = 
     return Master(check_layout(stream, info.path), tuple((stream, c) for c in range(stream.channels)))
 
 
+def audio_lead_s(info: MediaInfo, master: Master) -> float:
+    """How many seconds the master's audio starts before the picture (0 when it does not, or when the file has
+    no picture or no start times): audio that starts after it is read from the picture's start with silence
+    first (audio.decode_command), audio before it is kept whole and so starts that much before the picture."""
+    starts = [s.start_s for s in master.streams if s.start_s is not None]
+    picture = info.video[0].start_s if info.video else None
+    if picture is None or not starts:
+        return 0.0
+    return max(0.0, picture - min(starts))
+
+
 def _surround_and_folddown(info: MediaInfo) -> Master | None:
     """Two streams, a surround one (5.0, 5.1, 7.1) and a 2-channel one, in either order: the surround program and
     its stereo fold-down (Lt/Rt), each separated, as the track map L,R,C,LFE,Ls,Rs,Lt,Rt reads them, when they

@@ -31,6 +31,7 @@ class AudioStream:
     language: str | None
     title: str | None
     label: str | None = None   # a one-channel stream's channel name as ffprobe reports it ("FL"), else None
+    start_s: float | None = None   # ffprobe's start_time (may be negative), None when it gives none
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class VideoStream:
     height: int
     frame_rate: Fraction | None   # frames per second (r_frame_rate), e.g. 24000/1001
     duration_s: float | None = None   # the stream's own duration (Matroska: its DURATION tag), None if unknown
+    start_s: float | None = None      # ffprobe's start_time, None when it gives none
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,15 @@ def _float(text) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+def _start(text) -> float | None:
+    """A stream's start_time (seconds, negative for an encoder's priming), None when absent or not a number."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _int(value, default: int = 0) -> int:
@@ -144,6 +155,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     language=_text(tags.get("language")),
                     title=_text(tags.get("title")) or _text(tags.get("handler_name")),
                     label=channel_label(_text(stream.get("channel_layout")), channels),
+                    start_s=_start(stream.get("start_time")),
                 )
             )
         elif kind == "video" and not _mapping(stream.get("disposition")).get("attached_pic"):
@@ -155,6 +167,7 @@ def parse_probe(data: dict, path: Path) -> MediaInfo:
                     height=_int(stream.get("height")),
                     frame_rate=_fraction(stream.get("r_frame_rate")) or _fraction(stream.get("avg_frame_rate")),
                     duration_s=_float(stream.get("duration")) or _clock(tags.get("duration")),
+                    start_s=_start(stream.get("start_time")),
                 )
             )
     duration = _float(fmt.get("duration"))

@@ -200,6 +200,11 @@ def build(root: Path) -> Corpus:
     ffmpeg(*picture(), *eight, "-map", "0:v", *[a for i in range(1, 9) for a in ("-map", f"{i}:a")],
            "-c:v", "mpeg2video", "-c:a", "pcm_s24le", "-shortest", cases["eight_unlabelled"])
 
+    # --- audio laid in late: the picture from 0, the audio (1 s) from 0.5 s (a MOV edit list, a track placed late)
+    cases["audio_starts_late"] = drop / "audio_starts_late.mov"
+    ffmpeg(*picture(), "-itsoffset", "0.5", *programme(2, RATE, 1.0, 15), "-map", "0:v", "-map", "1:a", *H264,
+           "-c:a", "pcm_s24le", cases["audio_starts_late"])
+
     # --- variable frame rate: the first second at 24 fps, then 60 fps (timestamps kept as they are)
     vfr = drop / "vfr.mkv"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x36:rate=120:duration=2",

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
@@ -324,6 +325,25 @@ def test_silence_and_a_single_sample_are_delivered_and_flagged(batch):
         assert mix.shape == (frames, 2)
     mix, _ = sf.read(str(batch["out"] / "silence" / "silence_MIX.wav"), always_2d=True)
     assert not mix.any()
+
+
+@pytest.mark.slow
+def test_audio_that_starts_after_the_picture_keeps_its_place(batch):
+    """The source's audio starts 0.5 s into the picture: the stems start at the picture's first frame (where
+    the start timecode is) with 0.5 s of digital silence, so the dialogue lands where the source plays it,
+    not 0.5 s early; in the deliverable the delivered tracks start with the picture, the original keeps its
+    own start."""
+    row = batch["rows"]["audio_starts_late"]
+    assert row is not None and row.status == "ok", row and row.error
+    mix, rate = sf.read(str(batch["out"] / row.title / f"{row.title}_MIX.wav"), always_2d=True)
+    lead = int(0.5 * rate)
+    assert not mix[: lead - rate // 1000].any()                      # silent to 1 ms before the audio's start
+    assert np.abs(mix[lead + rate // 100: lead + rate // 10]).max() > 0.01
+    assert abs(mix.shape[0] - int(1.5 * rate)) <= rate // 100        # 0.5 s of silence + the 1 s of audio
+    streams = {_label(s): s for s in ffprobe(Path(row.deliverable))["streams"] if s["codec_type"] == "audio"}
+    delivered = next(s for label, s in streams.items() if label.startswith("Delivered mix"))
+    original = next(s for label, s in streams.items() if label.startswith("Original"))
+    assert abs(float(delivered["start_time"])) < 0.01 and abs(float(original["start_time"]) - 0.5) < 0.01
 
 
 @pytest.mark.slow

@@ -90,6 +90,21 @@ def test_the_error_suggests_track_maps_that_fit_the_file(tracks):
                                                                                                    "7.1")
 
 
+@pytest.mark.parametrize("audio_starts,lead", [(0.5, 0.0), (0.0, 0.0), (-0.021, 0.021), (None, 0.0)])
+def test_audio_lead_over_the_picture(audio_starts, lead):
+    """Only audio that starts before the picture leads it (audio that starts later is padded at extraction)."""
+    from pipeline.master import audio_lead_s
+
+    audio = {"index": 1, "codec_type": "audio", "codec_name": "pcm_s24le", "channels": 2, "sample_rate": "48000"}
+    if audio_starts is not None:
+        audio["start_time"] = str(audio_starts)
+    video = {"index": 0, "codec_type": "video", "codec_name": "h264", "width": 64, "height": 36,
+             "r_frame_rate": "24/1", "start_time": "0.000000"}
+    probed = parse_probe({"format": {"duration": "10"}, "streams": [video, audio]}, Path("reel.mov"))
+    assert audio_lead_s(probed, select_master(probed)) == pytest.approx(lead)
+    assert probed.audio[0].start_s == (None if audio_starts is None else pytest.approx(audio_starts))
+
+
 def test_track_map_5_1_plus_foldown_over_eight_mono_tracks():
     m = select_master(info(*[1] * 8), tracks=("L", "R", "C", "LFE", "Ls", "Rs", "Lt", "Rt"))
     assert m.layout.name == "5.1" and placed(m) == [(i, 0) for i in range(6)] and m.unused == ""

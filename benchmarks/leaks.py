@@ -105,14 +105,14 @@ def blocks(x: np.ndarray) -> np.ndarray:
 
 
 def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5,
-           scan: bool = False) -> list:
+           scan: bool = False, highpass_hz: float = 0.0) -> list:
     """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
     speech that separator extracts from the M&E instead of on the M&E)."""
     dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
     heard = me if sep is None else _stream(sep, me)[0]
-    if ME_HIGHPASS_HZ:     # --me-highpass (tried): the M&E's low end, where music's energy is, taken off first
+    if highpass_hz:     # --me-highpass (tried): the M&E's low end, where music's energy is, taken off first
         from scipy.signal import butter, sosfilt
-        heard = sosfilt(butter(4, ME_HIGHPASS_HZ, "highpass", fs=RATE, output="sos"), heard, axis=0)
+        heard = sosfilt(butter(4, highpass_hz, "highpass", fs=RATE, output="sos"), heard, axis=0)
         heard = heard.astype(np.float32)
     me_speech = vad.speech_regions(ArrayReader(heard), RATE, hysteresis=vad.Hysteresis(threshold=threshold))
     confirm = None
@@ -188,6 +188,20 @@ def dialogue_events(dx: np.ndarray, gap_s: float = ENVELOPE_GAP_S) -> list:
     return list(_STRETCHES[key])
 
 
+def _stretches_and_around(dx: np.ndarray, t: np.ndarray, gap_s: float):
+    """(stretch, frames inside it, frames in the LIFT_AROUND_S around it away from any dialogue) for each stretch
+    of the DX's dialogue with frames inside and at least 20 frames around; `t`: the frames' times (s)."""
+    stretches = dialogue_events(dx, gap_s)
+    speaking = np.zeros(len(t), bool)
+    for r in stretches:
+        speaking[(t >= r.start_s) & (t < r.end_s)] = True
+    for r in stretches:
+        inside = (t >= r.start_s) & (t < r.end_s)
+        near = ((t >= r.start_s - LIFT_AROUND_S) & (t < r.end_s + LIFT_AROUND_S)) & ~speaking
+        if inside.any() and near.sum() >= 20:
+            yield r, inside, near
+
+
 # --detector lift (tried): the M&E's speech band (300-3400 Hz) louder during a stretch of dialogue than in the
 # LIFT_AROUND_S around it (away from other dialogue): leftover speech adds to the bed only while someone speaks.
 LIFT_DB, LIFT_AROUND_S = 2.0, 2.0
@@ -208,18 +222,9 @@ def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, g
     power = _frame_power(band)
     if relative:
         power = power / (_frame_power(mono - band) + 1e-12)
-    t = np.arange(len(power)) * 0.01
-    stretches = dialogue_events(dx, gap_s)
-    speaking = np.zeros(len(power), bool)
-    for r in stretches:
-        speaking[(t >= r.start_s) & (t < r.end_s)] = True
     out = []
-    for r in stretches:
-        inside = power[(t >= r.start_s) & (t < r.end_s)]
-        near = ((t >= r.start_s - LIFT_AROUND_S) & (t < r.end_s + LIFT_AROUND_S)) & ~speaking
-        if inside.size == 0 or near.sum() < 20:
-            continue
-        lift = 10 * np.log10((inside.mean() + 1e-20) / (power[near].mean() + 1e-20))
+    for r, inside, near in _stretches_and_around(dx, np.arange(len(power)) * 0.01, gap_s):
+        lift = 10 * np.log10((power[inside].mean() + 1e-20) / (power[near].mean() + 1e-20))
         if lift >= threshold_db:
             out.append(r)
     return out
@@ -227,11 +232,12 @@ def lift_events(dx: np.ndarray, me: np.ndarray, threshold_db: float = LIFT_DB, g
 
 # --detector guided (tried): the DX tells which time-frequency cells a leak of it would fill. Per stretch of
 # dialogue: the M&E's spectrum around it (away from dialogue) is the bed B(f); in each frame of the stretch the
-# M&E against B in the cells where the DX is GUIDED_STRONG_DB over B, less the same in the cells where the DX is
-# under B (there a leak is too weak to show): a duck or a swell of the bed moves both, a leak only the first.
+# M&E against B in the cells where the DX is strong, less the same in the cells where the DX is weak (there a leak
+# is too weak to show): a duck or a swell of the bed moves both, a leak only the first. `--guided-mode` says how
+# the cells are chosen: `bed` (the DX GUIDED_STRONG_DB over B, or under B), `dx` (against the DX's own loudest
+# cell in the frame: within GUIDED_STRONG_DB, or GUIDED_WEAK_DB under it), `null` (`dx`, less the same statistic
+# with the DX's cells taken from half the stretch away).
 GUIDED_STRONG_DB, GUIDED_WEAK_DB, GUIDED_NPERSEG = 10.0, 35.0, 1024
-GUIDED_MODE = "bed"
-ME_HIGHPASS_HZ = 0.0
 
 
 def _spectra(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,29 +248,22 @@ def _spectra(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.abs(z[keep]) ** 2 + 1e-14, t + GUIDED_NPERSEG / 2 / RATE
 
 
-def guided_scores(dx: np.ndarray, me: np.ndarray, gap_s: float = 1.0) -> list[tuple]:
+def guided_scores(dx: np.ndarray, me: np.ndarray, gap_s: float = 1.0, mode: str = "bed",
+                  strong_db: float = GUIDED_STRONG_DB) -> list[tuple]:
     """(stretch, score dB) per stretch of dialogue with enough bed around it."""
     pd, t = _spectra(dx)
     pm, _ = _spectra(me)
-    stretches = dialogue_events(dx, gap_s)
-    speaking = np.zeros(len(t), bool)
-    for r in stretches:
-        speaking[(t >= r.start_s) & (t < r.end_s)] = True
     out = []
-    for r in stretches:
-        inside = (t >= r.start_s) & (t < r.end_s)
-        near = ((t >= r.start_s - LIFT_AROUND_S) & (t < r.end_s + LIFT_AROUND_S)) & ~speaking
-        if near.sum() < 20 or not inside.any():
-            continue
+    for r, inside, near in _stretches_and_around(dx, t, gap_s):
         bed = pm[:, near].mean(axis=1, keepdims=True)
         ratio = 10 * np.log10(pm[:, inside] / bed)
-        if GUIDED_MODE == "bed":      # cells chosen by the DX against the bed (biased: they favour a quiet bed)
+        if mode == "bed":      # cells chosen by the DX against the bed (biased: they favour a quiet bed)
             dx_over = 10 * np.log10(pd[:, inside] / bed)
-            strong, weak = dx_over > GUIDED_STRONG_DB, dx_over < 0
+            strong, weak = dx_over > strong_db, dx_over < 0
         else:                         # cells chosen by the DX alone, against its own loudest cell in the frame
             level = 10 * np.log10(pd[:, inside])
             level = level - level.max(axis=0, keepdims=True)
-            strong, weak = level > -GUIDED_STRONG_DB, level < -GUIDED_WEAK_DB
+            strong, weak = level > -strong_db, level < -GUIDED_WEAK_DB
 
         def lift_of(strong, weak):
             ok = (strong.sum(axis=0) >= 5) & (weak.sum(axis=0) >= 5)
@@ -275,7 +274,7 @@ def guided_scores(dx: np.ndarray, me: np.ndarray, gap_s: float = 1.0) -> list[tu
         lift, ok = lift_of(strong, weak)
         if ok.sum() < 20:
             continue
-        if GUIDED_MODE == "null":     # less the same with the DX's cells taken from another time of the stretch
+        if mode == "null":     # less the same with the DX's cells taken from another time of the stretch
             k = strong.shape[1] // 2
             null, nok = lift_of(np.roll(strong, k, axis=1), np.roll(weak, k, axis=1))
             out.append((r, float(lift[ok].mean() - null[nok].mean())))
@@ -284,8 +283,9 @@ def guided_scores(dx: np.ndarray, me: np.ndarray, gap_s: float = 1.0) -> list[tu
     return out
 
 
-def guided_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: float = 1.0) -> list:
-    return [r for r, score in guided_scores(dx, me, gap_s) if score >= threshold_db]
+def guided_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: float = 1.0, mode: str = "bed",
+                  strong_db: float = GUIDED_STRONG_DB) -> list:
+    return [r for r, score in guided_scores(dx, me, gap_s, mode, strong_db) if score >= threshold_db]
 
 
 def separated(cache: Path | None, key: str, sep, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -343,16 +343,17 @@ def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, thres
     if args.detector in ("lift", "band"):
         return lift_events(dx, me, threshold, args.gap_s, args.detector == "band")
     if args.detector in ("vad+band", "guided", "vad+guided"):    # with vad+: the shipped events too, merged
-        events = (guided_events(dx, me, threshold, args.gap_s) if "guided" in args.detector
+        events = (guided_events(dx, me, threshold, args.gap_s, args.guided_mode, args.guided_strong_db)
+                  if "guided" in args.detector
                   else lift_events(dx, me, threshold, args.gap_s, True))
         if args.detector.startswith("vad+"):
-            both = detect(dx, me, recogniser, None, args.me_threshold) + events
+            both = detect(dx, me, recogniser, None, args.me_threshold, highpass_hz=args.me_highpass) + events
             events = list(vad.merge_regions([(e.start_s, e.end_s) for e in both]))
         return events
     if args.detector == "dialogue":
         return dialogue_events(dx, args.gap_s)
     return detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
-                  scan=args.detector == "asr")
+                  scan=args.detector == "asr", highpass_hz=args.me_highpass)
 
 
 def row_of(name: str, i: int, detector: str, threshold: float, leaked: list, events: list) -> dict:
@@ -410,7 +411,6 @@ def _groups(rows: list[dict]):
 
 
 def main(argv=None) -> int:
-    global GUIDED_MODE, GUIDED_STRONG_DB, ME_HIGHPASS_HZ
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, action="append", required=True, help="a set with an eval/ split")
     p.add_argument("--reels", type=int, default=16)
@@ -433,7 +433,7 @@ def main(argv=None) -> int:
     p.add_argument("--gap-s", type=float, default=ENVELOPE_GAP_S,
                    help="envelope and dialogue detectors: the DX's speech merged across this many seconds")
     p.add_argument("--csv", type=Path)
-    p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default=GUIDED_MODE)
+    p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default="bed")
     p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
     p.add_argument("--me-highpass", type=float, default=0.0,
                    help="vad detector: high-pass the M&E at this many Hz before its VAD (0: off, as shipped)")
@@ -444,7 +444,6 @@ def main(argv=None) -> int:
     p.add_argument("--me-threshold", type=float, default=leaks.SPEECH_IN_ME["vad_threshold"],
                    help="the VAD's threshold on the M&E (default reelsplit's)")
     args = p.parse_args(argv)
-    GUIDED_MODE, GUIDED_STRONG_DB, ME_HIGHPASS_HZ = args.guided_mode, args.guided_strong_db, args.me_highpass
     sep = load_separator(ModelSpec("dfn3", "dfn3", "bundled"), SeparationSettings())
     recogniser = None
     if args.asr:

@@ -82,15 +82,13 @@ def _fraction(text: str | None) -> Fraction | None:
 
 
 def _float(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
+    value = _start(text)
+    return value if value is not None and value >= 0 else None
 
 
 def _start(text) -> float | None:
-    """A stream's start_time (seconds, negative for an encoder's priming), None when absent or not a number."""
+    """A finite number (a stream's start_time may be negative: an encoder's priming), None when absent or not a
+    number; `_float` is the same for quantities that cannot be negative."""
     try:
         value = float(text)
     except (TypeError, ValueError):

@@ -105,9 +105,10 @@ def blocks(x: np.ndarray) -> np.ndarray:
 
 
 def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5,
-           scan: bool = False, highpass_hz: float = 0.0) -> list:
-    """speech_in_me events as the QC makes them over the written DX and M&E (with `sep`, the VAD runs on the
-    speech that separator extracts from the M&E instead of on the M&E)."""
+           scan: bool = False, highpass_hz: float = 0.0, with_pitch: bool = True) -> list:
+    """speech_in_me events as the QC makes them over the written DX and M&E: the VAD's and the pitch finder's
+    (`with_pitch` False: the VAD's alone, the QC before 2026-12-05; with `sep`, the VAD runs on the speech that
+    separator extracts from the M&E instead of on the M&E)."""
     dx_speech = vad.speech_regions(ArrayReader(dx), RATE)
     heard = me if sep is None else _stream(sep, me)[0]
     if highpass_hz:     # --me-highpass (tried): the M&E's low end, where music's energy is, taken off first
@@ -127,7 +128,8 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
                  if e.words > 0]
         found = leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me))
         return heard + [e for e in found if not overlaps(e, heard)]
-    return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm)
+    pitch = leaks.pitch_leaks(ArrayReader(dx), ArrayReader(me), RATE, dx_speech) if with_pitch else ()
+    return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm, pitch=pitch)
 
 
 # --detector envelope (tried, not shipped: benchmarks/RESULTS.md, "Speech left in the M&E"): where the M&E's
@@ -288,6 +290,15 @@ def guided_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: fl
     return [r for r, score in guided_scores(dx, me, gap_s, mode, strong_db) if score >= threshold_db]
 
 
+# --detector pitch: the QC's second speech_in_me finder alone (pipeline.leaks.pitch_leaks: the M&E's harmonic
+# contrast at the DX's pitch per stretch of dialogue), at `threshold_db` (its pitch_contrast_db) and `dominant_db`.
+def pitch_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: float = 1.0,
+                 dominant_db: float = leaks.SPEECH_IN_ME["dominant_db"]) -> list:
+    found = leaks.pitch_leaks(ArrayReader(dx), ArrayReader(me), RATE, vad.speech_regions(ArrayReader(dx), RATE),
+                              {"pitch_contrast_db": threshold_db, "pitch_gap_s": gap_s, "dominant_db": dominant_db})
+    return [p.region for p in found]
+
+
 def separated(cache: Path | None, key: str, sep, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(DX, M&E) of `mix` through DFN3, kept in `cache` (an .npy pair per key) so a sweep separates once."""
     if cache is None:
@@ -347,13 +358,16 @@ def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, thres
                   if "guided" in args.detector
                   else lift_events(dx, me, threshold, args.gap_s, True))
         if args.detector.startswith("vad+"):
-            both = detect(dx, me, recogniser, None, args.me_threshold, highpass_hz=args.me_highpass) + events
+            both = detect(dx, me, recogniser, None, args.me_threshold, highpass_hz=args.me_highpass,
+                          with_pitch=False) + events
             events = list(vad.merge_regions([(e.start_s, e.end_s) for e in both]))
         return events
     if args.detector == "dialogue":
         return dialogue_events(dx, args.gap_s)
+    if args.detector == "pitch":
+        return pitch_events(dx, me, threshold, args.gap_s, args.pitch_dominant_db)
     return detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
-                  scan=args.detector == "asr", highpass_hz=args.me_highpass)
+                  scan=args.detector == "asr", highpass_hz=args.me_highpass, with_pitch=args.detector == "vad")
 
 
 def row_of(name: str, i: int, detector: str, threshold: float, leaked: list, events: list) -> dict:
@@ -424,8 +438,10 @@ def main(argv=None) -> int:
                    help="lift, band and guided detectors: their threshold (dB); several: a sweep, a table each")
     p.add_argument("--duck-db", type=float, default=0.0, help="duck the bed this much under each line (dB)")
     p.add_argument("--detector", choices=("vad", "dfn3", "asr", "envelope", "dialogue", "lift", "band", "vad+band",
-                                          "guided", "vad+guided"), default="vad",
-                   help="VAD on the M&E (reelsplit's), on the speech DFN3 extracts from the M&E, the recogniser over "
+                                          "guided", "vad+guided", "pitch", "vad-only"), default="vad",
+                   help="reelsplit's: the VAD on the M&E and the pitch finder (vad-only: the VAD alone, as before "
+                        "2026-12-05; pitch: the pitch finder alone), the VAD on the speech DFN3 extracts from the "
+                        "M&E, the recogniser over "
                         "all the M&E during dialogue (with --asr), the M&E's envelopes moving with the DX's "
                         "(envelope), every stretch of dialogue (dialogue: the baseline), the M&E's speech band "
                         "louder during a line than around it (lift; band: against its other bands), the M&E in the "
@@ -435,6 +451,8 @@ def main(argv=None) -> int:
     p.add_argument("--csv", type=Path)
     p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default="bed")
     p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
+    p.add_argument("--pitch-dominant-db", type=float, default=leaks.SPEECH_IN_ME["dominant_db"],
+                   help="pitch detector: frames where the DX stands this much over the M&E give the pitch")
     p.add_argument("--me-highpass", type=float, default=0.0,
                    help="vad detector: high-pass the M&E at this many Hz before its VAD (0: off, as shipped)")
     p.add_argument("--control", action="store_true",

@@ -511,11 +511,24 @@ def _qc(reel: Reel) -> None:
 
 
 def _events(reel: Reel) -> list[qcevents.QcEvent]:
-    """The reel's separation events (pipeline.leaks over the QC's VAD regions and loudness blocks)."""
+    """The reel's separation events (pipeline.leaks over the QC's VAD regions and loudness blocks, and the pitch
+    finder over the written DX and M&E)."""
     checked, settings = reel.checked, reel.profile.qc_events
     events = leaks.speech_in_me(checked.speech, checked.me_candidates, checked.momentary["DX"],
-                                checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel))
+                                checked.momentary["ME"], settings.of("speech_in_me"), confirm=_me_words(reel),
+                                pitch=_pitch_leaks(reel))
     return events + leaks.bed_in_dx(checked.speech, checked.momentary["DX"], settings.of("bed_in_dx"))
+
+
+def _pitch_leaks(reel: Reel) -> list[leaks.PitchLeak]:
+    """The stretches of dialogue whose voice the written M&E carries (pipeline.leaks.pitch_leaks)."""
+    dx, me = WavReader(reel.wavs["DX"]), WavReader(reel.wavs["ME"])
+    try:
+        return leaks.pitch_leaks(dx, me, dx.rate, reel.checked.speech, reel.profile.qc_events.of("speech_in_me"),
+                                 labels=reel.probed.layout.labels)
+    finally:
+        dx.close()
+        me.close()
 
 
 def _battery(reel: Reel) -> list[qcevents.QcEvent]:

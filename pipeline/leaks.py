@@ -15,12 +15,14 @@ again except the M&E over the events, for the recogniser.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 from .loudness import GATE_BLOCK_S, HOP_S, gated_loudness
 from .qcevents import QcEvent, merged
+from .readers import Reader
 from .vad import Hysteresis, Region, RegionLike, block_mask, merge_regions
 from .words import Line
 
@@ -28,7 +30,10 @@ from .words import Line
 # benchmarks/leaks.py (see docs/DESIGN.md, "QC events").
 # asr_budget_s: seconds of candidates the recogniser hears per reel, loudest first (one recogniser window of the
 # bundled Whisper base costs about 2.5 CPU s on 2 cores; benchmarks/RESULTS.md, "reelsplit against the demucs CLI").
-SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3, "asr_budget_s": 30.0}
+SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3, "asr_budget_s": 30.0,
+                # the pitch finder's (below):
+                "pitch_contrast_db": 2.0, "pitch_gap_s": 1.0, "pitch_min_s": 1.0, "pitch_max_s": 30.0,
+                "dominant_db": 6.0, "voiced_db": 6.0, "min_frames": 20.0}
 BED_IN_DX = {"above_lu": -20.0, "min_s": 2.0, "merge_gap_s": 1.0, "guard_s": 0.5}
 QUOTE_WORDS = 12     # words quoted in an event's detail
 
@@ -106,32 +111,177 @@ def _heard_text(heard: list, checked_s: float, duration_s: float, budget_s: floa
     return f"not checked for words ({why})"
 
 
+def _with_pitch(regions: list[Region], levels: list[float], pitch: list[PitchLeak]
+                ) -> tuple[list[Region], list[float], list[PitchLeak | None]]:
+    """The VAD's candidates (`regions`, `levels`) with the pitch finder's stretches: a stretch takes in the
+    candidates it overlaps (its span grows to theirs, its level is the highest of its own and theirs); the
+    candidates no stretch overlaps stay as they are. In time order, each with its stretch or None."""
+    out, used = [], set()
+    for p in pitch:
+        hits = [i for i, r in enumerate(regions) if r.start_s < p.region.end_s and p.region.start_s < r.end_s]
+        used.update(hits)
+        span = Region(min([p.region.start_s] + [regions[i].start_s for i in hits]),
+                      max([p.region.end_s] + [regions[i].end_s for i in hits]))
+        out.append((span, max([p.level_db] + [levels[i] for i in hits]), p))
+    out += [(r, level, None) for i, (r, level) in enumerate(zip(regions, levels)) if i not in used]
+    out.sort(key=lambda item: item[0].start_s)
+    return [r for r, _, _ in out], [level for _, level, _ in out], [p for _, _, p in out]
+
+
 def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
                  me_blocks: np.ndarray, overrides: Mapping[str, float] = {},
-                 confirm: Callable[[list[Region]], Iterable[Line]] | None = None) -> list[QcEvent]:
+                 confirm: Callable[[list[Region]], Iterable[Line]] | None = None,
+                 pitch: Iterable[PitchLeak] = ()) -> list[QcEvent]:
     """`speech_in_me` events. `dx_blocks`/`me_blocks`: momentary loudness (LUFS) of the written DX and M&E per
     HOP_S; `confirm`: the recogniser over regions of the M&E (its lines in reel time), None without one (then
-    words are 0 and the detail says so). The recogniser hears at most `asr_budget_s` seconds of the events,
-    the loudest first, so its cost is bounded whatever the separation left; the others say they were not
-    checked for words (their level still counts)."""
+    words are 0 and the detail says so); `pitch`: the stretches `pitch_leaks` found, which take in the VAD's
+    events they overlap (`_with_pitch`; level: the leak's estimate against the DX, or the M&E's loudness
+    against the DX's where the VAD's event is louder). The
+    recogniser hears at most `asr_budget_s` seconds of the events, the loudest first, so its cost is bounded
+    whatever the separation left; the others say they were not checked for words (their level still counts)."""
     t = merged(SPEECH_IN_ME, overrides, "speech_in_me")
     regions = leak_candidates(dx_speech, me_speech, t)
     levels = [block_level(me_blocks, r.start_s, r.end_s) - block_level(dx_blocks, r.start_s, r.end_s)
               for r in regions]
+    regions, levels, found = _with_pitch(regions, levels, list(pitch))
     budget = t["asr_budget_s"] if confirm is not None else None
     heard_regions = within_budget(regions, levels, budget) if budget is not None else []
     words: list = []
     if heard_regions:
         words = [w for line in confirm(heard_regions) for w in line.words if w.probability >= t["min_word_p"]]
     events = []
-    for r, level in zip(regions, levels):
+    for r, level, p in zip(regions, levels, found):
         heard = [w for w in words if r.start_s <= (w.start + w.end) / 2 < r.end_s]
         checked_s = sum(max(0.0, min(h.end_s, r.end_s) - max(h.start_s, r.start_s)) for h in heard_regions)
-        level_text = f"M&E {level:+.1f} dB against DX" if math.isfinite(level) else "M&E level unknown"
+        if p is not None:
+            what = (f"the dialogue's voice in the M&E by its pitch (harmonics {p.contrast_db:+.1f} dB over the bed "
+                    "between them); " + (f"leak about {p.level_db:+.1f} dB against DX" if math.isfinite(p.level_db)
+                                         else "leak level under the bed's"))
+            if level != p.level_db:
+                what += f"; the VAD hears speech in it, M&E {level:+.1f} dB against DX"
+        else:
+            what = "speech in M&E during dialogue; " + (f"M&E {level:+.1f} dB against DX" if math.isfinite(level)
+                                                        else "M&E level unknown")
         events.append(QcEvent("speech_in_me", r.start_s, r.end_s, "ME", "", level if math.isfinite(level) else None,
-                              len(heard), f"speech in M&E during dialogue; {level_text}; "
-                                          f"{_heard_text(heard, checked_s, r.duration_s, budget)}"))
-    return events
+                              len(heard), f"{what}; {_heard_text(heard, checked_s, r.duration_s, budget)}"))
+    return sorted(events, key=lambda e: e.start_s)
+
+
+# The second finder of speech_in_me: the DX's own voice, by its pitch, in the M&E. A leak of the dialogue carries
+# the voice's harmonics at the voice's pitch at each instant, which the bed has nothing to do with; silero-vad
+# does not call DFN3's residue of a line speech, this finds it (benchmarks/leaks.py --detector pitch; RESULTS,
+# "Speech left in the M&E"). Per 10-ms frame (85-ms window) the DX's f0 (70–400 Hz, harmonic summation); frames
+# count where the DX's harmonics stand `voiced_db` over the bins half-way between them and the DX stands
+# `dominant_db` over the M&E (100 Hz–4 kHz: the voice dominates, so the pitch is the voice's, not that of music
+# the DX carries); per stretch of dialogue (the DX's speech merged across `pitch_gap_s`, in pieces of at most
+# `pitch_max_s`, those from `pitch_min_s`) the M&E's mean harmonic contrast over those frames — its power at
+# k·f0 against the bins half-way between, up to 4 kHz, dB — at or above `pitch_contrast_db` makes an event. Its
+# level: the M&E's excess power at the harmonics against the DX's there, dB (a copy of the line g dB down reads
+# about g: −10.3 dB for −10, −19 for −20 on the dev reels; below about −25 dB the bed's own excess sets it).
+PITCH_WINDOW_S, PITCH_HARMONICS, PITCH_TOP_HZ = 4096 / 48000, 12, 4000.0
+PITCH_CANDIDATES_HZ = np.arange(70.0, 401.0, 2.0)
+
+
+@dataclass(frozen=True)
+class PitchLeak:
+    """A stretch of dialogue whose voice the M&E carries: the M&E's harmonic contrast at the DX's pitch
+    (`contrast_db`) and the leak's estimated level against the DX (`level_db`)."""
+
+    region: Region
+    contrast_db: float
+    level_db: float
+
+
+def _log_spectra(x: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+    """Power (dB) of a mono signal's STFT, PITCH_WINDOW_S Hann windows every 10 ms; (bins × frames, Hz per bin)."""
+    from scipy.signal import stft
+    n = int(round(PITCH_WINDOW_S * rate))
+    hop = rate // 100
+    if x.shape[0] < n:
+        return np.zeros((n // 2 + 1, 0)), rate / n
+    f, _, z = stft(x, rate, nperseg=n, noverlap=n - hop, boundary=None, padded=False)
+    return 10 * np.log10(np.abs(z) ** 2 + 1e-14), float(f[1] - f[0])
+
+
+def _at_harmonics(logp: np.ndarray, df: float, f0: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """logp at (k + offset)·f0 per harmonic k and frame, and which k·f0 lie at or under PITCH_TOP_HZ."""
+    k = np.arange(1, PITCH_HARMONICS + 1)[:, None]
+    freq = (k + offset) * f0[None, :]
+    cols = np.broadcast_to(np.arange(logp.shape[1])[None, :], freq.shape)
+    rows = np.clip(np.rint(freq / df).astype(int), 0, logp.shape[0] - 1)
+    return logp[rows, cols], k * f0[None, :] <= PITCH_TOP_HZ
+
+
+def harmonic_contrast(logp: np.ndarray, df: float, f0: np.ndarray) -> np.ndarray:
+    """Per frame, the mean over harmonics of logp at k·f0 less the mean of logp at (k ± ½)·f0, dB."""
+    on, valid = _at_harmonics(logp, df, f0, 0.0)
+    c = on - (_at_harmonics(logp, df, f0, -0.5)[0] + _at_harmonics(logp, df, f0, 0.5)[0]) / 2
+    return (c * valid).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
+
+
+def voice_pitch(dx_logp: np.ndarray, me_logp: np.ndarray, df: float, t: Mapping[str, float]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(f0 per frame, frames where it is the voice's): harmonic summation over PITCH_CANDIDATES_HZ on the DX, in
+    the frames where the DX dominates."""
+    band = slice(int(math.ceil(100 / df)), int(PITCH_TOP_HZ / df) + 1)
+    over = 10 * np.log10((10 ** (dx_logp[band] / 10)).sum(axis=0) / (10 ** (me_logp[band] / 10)).sum(axis=0))
+    dominant = np.flatnonzero(over >= t["dominant_db"])
+    f0, voiced = np.zeros(dx_logp.shape[1]), np.zeros(dx_logp.shape[1], bool)
+    if dominant.size:
+        logp = dx_logp[:, dominant]
+        best = np.stack([harmonic_contrast(logp, df, np.full(dominant.size, c)) for c in PITCH_CANDIDATES_HZ])
+        f0[dominant] = PITCH_CANDIDATES_HZ[best.argmax(axis=0)]
+        voiced[dominant] = best.max(axis=0) >= t["voiced_db"]
+    return f0, voiced
+
+
+def _pitch_leak(dx: np.ndarray, me: np.ndarray, rate: int, t: Mapping[str, float]) -> tuple[float, float] | None:
+    """(contrast, level) dB of one piece of dialogue (mono DX and M&E), None with too few voiced frames."""
+    pd, df = _log_spectra(dx, rate)
+    pm, _ = _log_spectra(me, rate)
+    f0, voiced = voice_pitch(pd, pm, df, t)
+    if voiced.sum() < t["min_frames"]:
+        return None
+    pd, pm, f0 = pd[:, voiced], pm[:, voiced], f0[voiced]
+    contrast = float(harmonic_contrast(pm, df, f0).mean())
+    on, valid = _at_harmonics(pm, df, f0, 0.0)
+    between = (10 ** (_at_harmonics(pm, df, f0, -0.5)[0] / 10) + 10 ** (_at_harmonics(pm, df, f0, 0.5)[0] / 10)) / 2
+    excess = ((10 ** (on / 10) - between) * valid).sum()    # the bed's own part sums to about nothing
+    voice = (10 ** (_at_harmonics(pd, df, f0, 0.0)[0] / 10) * valid).sum()
+    return contrast, float(10 * np.log10(excess / (voice + 1e-20))) if excess > 0 else float("-inf")
+
+
+def _dialogue_channels(dx: np.ndarray, keep: list[int], within_db: float = 10.0) -> list[int]:
+    """Of the channels `keep`, those where the DX is within `within_db` of its loudest: both of a stereo pair for
+    centred dialogue, the centre alone for a 5.1's, so that the other channels' bed does not bury the voice."""
+    energy = np.square(dx[:, keep], dtype=np.float64).sum(axis=0)
+    return [c for c, e in zip(keep, energy) if e >= energy.max() * 10 ** (-within_db / 10)]
+
+
+def pitch_leaks(dx: Reader, me: Reader, rate: int, dx_speech: Iterable[RegionLike],
+                overrides: Mapping[str, float] = {}, labels: tuple[str, ...] = ()) -> list[PitchLeak]:
+    """The stretches of dialogue whose voice the M&E carries (above). Reads the DX and the M&E over each stretch
+    only, a piece of at most pitch_max_s at a time, averaging the channels (not the LFE) where the DX's dialogue
+    is (`_dialogue_channels`)."""
+    t = merged(SPEECH_IN_ME, overrides, "speech_in_me")
+    keep = [i for i in range(dx.channels) if i >= len(labels) or labels[i] != "LFE"] or [0]
+    pad = int(round(PITCH_WINDOW_S * rate / 2))
+    out = []
+    for stretch in merge_regions(dx_speech, max_gap_s=t["pitch_gap_s"]):
+        start = stretch.start_s
+        while start < stretch.end_s - 1e-9:
+            end = min(stretch.end_s, start + t["pitch_max_s"])
+            a, b = max(0, int(round(start * rate)) - pad), min(dx.frames, int(round(end * rate)) + pad)
+            found = None
+            if end - start >= t["pitch_min_s"]:
+                d = dx.read(a, b - a)
+                cols = _dialogue_channels(d, keep)
+                found = _pitch_leak(d[:, cols].mean(axis=1, dtype=np.float64),
+                                    me.read(a, b - a)[:, cols].mean(axis=1, dtype=np.float64), rate, t)
+            if found is not None and found[0] >= t["pitch_contrast_db"]:
+                out.append(PitchLeak(Region(start, end), *found))
+            start = end
+    return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

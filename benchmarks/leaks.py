@@ -105,7 +105,7 @@ def blocks(x: np.ndarray) -> np.ndarray:
 
 
 def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold: float = 0.5,
-           scan: bool = False, highpass_hz: float = 0.0, with_pitch: bool = True) -> list:
+           scan: bool = False, highpass_hz: float = 0.0, with_pitch: bool = True, pitch_overrides=None) -> list:
     """speech_in_me events as the QC makes them over the written DX and M&E: the VAD's and the pitch finder's
     (`with_pitch` False: the VAD's alone, the QC before 2026-12-05; with `sep`, the VAD runs on the speech that
     separator extracts from the M&E instead of on the M&E)."""
@@ -128,7 +128,8 @@ def detect(dx: np.ndarray, me: np.ndarray, recogniser=None, sep=None, threshold:
                  if e.words > 0]
         found = leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me))
         return heard + [e for e in found if not overlaps(e, heard)]
-    pitch = leaks.pitch_leaks(ArrayReader(dx), ArrayReader(me), RATE, dx_speech) if with_pitch else ()
+    pitch = (leaks.pitch_leaks(ArrayReader(dx), ArrayReader(me), RATE, dx_speech, pitch_overrides or {})
+             if with_pitch else ())
     return leaks.speech_in_me(dx_speech, me_speech, blocks(dx), blocks(me), confirm=confirm, pitch=pitch)
 
 
@@ -347,6 +348,11 @@ def score(rows: list[dict]) -> dict:
             "precision": tp_events / events if events else float("nan")}
 
 
+def _setting(text: str) -> tuple[str, float]:
+    key, _, value = text.partition("=")
+    return key.strip(), float(value)
+
+
 def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, threshold: float) -> list:
     """The events of --detector over one reel's DX and M&E (`threshold`: the lift, band and guided detectors')."""
     if args.detector == "envelope":
@@ -367,7 +373,8 @@ def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, thres
     if args.detector == "pitch":
         return pitch_events(dx, me, threshold, args.gap_s, args.pitch_dominant_db)
     return detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
-                  scan=args.detector == "asr", highpass_hz=args.me_highpass, with_pitch=args.detector == "vad")
+                  scan=args.detector == "asr", highpass_hz=args.me_highpass, with_pitch=args.detector == "vad",
+                  pitch_overrides=dict(_setting(x) for x in args.pitch_setting))
 
 
 def row_of(name: str, i: int, detector: str, threshold: float, leaked: list, events: list) -> dict:
@@ -451,6 +458,8 @@ def main(argv=None) -> int:
     p.add_argument("--csv", type=Path)
     p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default="bed")
     p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
+    p.add_argument("--pitch-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="vad detector: a pitch finder threshold other than the shipped one (e.g. pitch_max_s=5)")
     p.add_argument("--pitch-dominant-db", type=float, default=leaks.SPEECH_IN_ME["dominant_db"],
                    help="pitch detector: frames where the DX stands this much over the M&E give the pitch")
     p.add_argument("--me-highpass", type=float, default=0.0,

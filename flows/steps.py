@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -55,7 +56,7 @@ VAD_CHUNK_S = 300.0
 FOLDDOWN_DIR = "LtRt"   # the Lt/Rt fold-down's stems, beside the surround master's
 GUIDE_BLOCK = 1 << 16   # frames per block of the dialogue guide
 BLEND_DB = -6.0         # transcribe.source "blend": the DX with the M&E put back this far down (dev set)
-LEAD_WARN_S = 0.001   # audio this far before the picture is warned about (its stems sit that late)
+LEAD_WARN_S = 0.001   # audio this far before the picture or more moves the stems' start back by as much
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def process_reel(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Pro
     try:
         with timed("probe"):
             probed = _probe(job, spec, settings, profile, row)
-            start = _start_timecode(job, probed.info, row)
+            start = _start_timecode(job, probed, row)
             names = _name_fields(job, settings, profile, probed, start)
         timed.current = "lock"
         # a failure removes what this attempt wrote, while we still hold the title: never another run's files
@@ -261,24 +262,42 @@ def _probe(job: ReelJob, spec: ModelSpec, settings: Settings, profile: Profile, 
     master = select_master(info, job.audio_stream, settings.tracks)
     row.duration_s, row.sample_rate = info.duration_s, master.sample_rate
     row.channels, row.layout, row.tracks = master.channels, master.layout.name, master.describe()
-    lead = audio_lead_s(info, master)
-    if lead > LEAD_WARN_S:
-        log.warning("%s: the audio starts %.3f s before the picture; the stems keep it from its first sample and "
-                    "are stamped with the picture's start timecode, so they sit %.3f s late against the picture",
-                    job.path, lead, lead)
     input_sha = sha256_file(job.path)
     key = cache_key(KeyParts(input_sha, profile.digest, spec.label, settings_digest(settings), __version__,
                              start_tc=job.start_tc, tc_rate=job.tc_rate, output_tracks=settings.output_tracks))
     return Probed(info, master, input_sha, key, ffmpeg_timeout(info.duration_s))
 
 
-def _start_timecode(job: ReelJob, info: MediaInfo, row: ReportRow) -> StartTimecode | None:
-    """Where the reel's outputs start: --start-tc, else the source's start timecode (MediaError when it cannot
-    be read), else 00:00:00:00 at the picture's rate; recorded in the row."""
+def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> StartTimecode | None:
+    """Where the reel's outputs start (the clock at the audio's first sample): --start-tc, else the source's
+    start timecode (MediaError when it cannot be read), else 00:00:00:00 at the picture's rate; recorded in the
+    row. A source's timecode labels its picture's first frame, so audio that starts before the picture starts
+    that much earlier on the clock: its stems are stamped there, and land under the picture in a DAW."""
+    info = probed.info
     start = starttc.reel_start(info.timecode, info.video[0].frame_rate if info.video else None, job.path,
                                start_tc=job.start_tc, tc_rate=job.tc_rate)
+    lead = _lead(probed)
+    if lead and start is not None and not job.start_tc and start.seconds >= lead:
+        log.info("%s: the audio starts %.3f s before the picture; its stems are stamped %.3f s before the "
+                 "picture's start timecode %s", job.path, lead, lead, start.text)
+        start = StartTimecode(start.seconds - lead, start.rate)
+    elif lead and job.start_tc:     # the stems start at the label given; the deliverable's picture after them
+        log.info("%s: the audio starts %.3f s before the picture; the deliverable's picture is stamped that much "
+                 "after --start-tc", job.path, lead)
+    elif lead:
+        log.warning("%s: the audio starts %.3f s before the picture, before the clock's midnight; the stems keep "
+                    "it from its first sample and are stamped at %s, so they sit %.3f s late against the picture",
+                    job.path, lead, start.text if start is not None else "0", lead)
     row.start_tc = start.text if start is not None else ""
     return start
+
+
+def _lead(probed: Probed) -> Fraction:
+    """How long the audio starts before the picture (master.audio_lead_s), in whole samples; 0 under
+    LEAD_WARN_S."""
+    lead = audio_lead_s(probed.info, probed.master)
+    rate = probed.master.sample_rate
+    return Fraction(round(lead * rate), rate) if lead > LEAD_WARN_S else Fraction(0)
 
 
 def _output_rate(profile: Profile, master: Master) -> int:
@@ -687,7 +706,10 @@ def _picture_tc(reel: Reel) -> str | None:
     info, job = reel.probed.info, reel.job
     if not (job.start_tc or job.tc_rate) or not info.video:
         return None
-    return starttc.picture_label(reel.start, info.video[0].frame_rate)
+    start = reel.start
+    if start is not None and (lead := _lead(reel.probed)):     # the picture starts that much after the stems
+        start = StartTimecode(start.seconds + lead, start.rate)
+    return starttc.picture_label(start, info.video[0].frame_rate)
 
 
 def _finish_remux(reel: Reel, remuxing: Future) -> None:

@@ -204,6 +204,10 @@ def build(root: Path) -> Corpus:
     cases["audio_starts_late"] = drop / "audio_starts_late.mov"
     ffmpeg(*picture(), "-itsoffset", "0.5", *programme(2, RATE, 1.0, 15), "-map", "0:v", "-map", "1:a", *H264,
            "-c:a", "pcm_s24le", cases["audio_starts_late"])
+    # --- the picture starts 0.5 s after the audio (an MKV keeps both starts), timecode 01:00:00:00 on the picture
+    cases["audio_starts_early"] = drop / "audio_starts_early.mkv"
+    ffmpeg("-itsoffset", "0.5", *picture(1.0), *programme(2, RATE, 1.5, 16), "-map", "0:v", "-map", "1:a", *H264,
+           "-c:a", "pcm_s24le", "-timecode", "01:00:00:00", cases["audio_starts_early"])
 
     # --- variable frame rate: the first second at 24 fps, then 60 fps (timestamps kept as they are)
     vfr = drop / "vfr.mkv"

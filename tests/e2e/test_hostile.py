@@ -347,6 +347,26 @@ def test_audio_that_starts_after_the_picture_keeps_its_place(batch):
 
 
 @pytest.mark.slow
+def test_audio_that_starts_before_the_picture_is_stamped_before_its_timecode(batch):
+    """The source's picture starts 0.5 s after its audio, with timecode 01:00:00:00 on the picture: the stems
+    keep the audio from its first sample and are stamped 0.5 s before 01:00:00:00 (BWF TimeReference read by
+    ffprobe: 172 800 000 − 24 000 samples at 48 kHz), so they land under the picture in a DAW; the deliverable
+    keeps the picture's timecode and the 0.5 s between picture and audio."""
+    row = batch["rows"]["audio_starts_early"]
+    assert row is not None and row.status == "ok", row and row.error
+    assert row.start_tc == "00:59:59:12", row.start_tc
+    mix = batch["out"] / row.title / f"{row.title}_MIX.wav"
+    tags = ffprobe(mix)["format"]["tags"]
+    assert int(tags["time_reference"]) == 3600 * 48000 - 24000, tags
+    assert sf.info(str(mix)).frames == int(1.5 * 48000)
+    probe = ffprobe(Path(row.deliverable))
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    delivered = next(s for s in probe["streams"] if _label(s).startswith("Delivered mix"))
+    assert abs(float(video["start_time"]) - 0.5) < 0.01 and abs(float(delivered["start_time"])) < 0.01
+    assert {k.lower(): v for k, v in probe["format"].get("tags", {}).items()}.get("timecode") == "01:00:00:00"
+
+
+@pytest.mark.slow
 def test_symlink_processed_under_its_own_name(batch):
     row = batch["rows"]["symlink"]
     assert row.title == "linked_reel" and Path(row.file).is_symlink()

@@ -199,8 +199,10 @@ def _log_spectra(x: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
     hop = rate // 100
     if x.shape[0] < n:
         return np.zeros((n // 2 + 1, 0)), rate / n
-    f, _, z = stft(x, rate, nperseg=n, noverlap=n - hop, boundary=None, padded=False)
-    return 10 * np.log10(np.abs(z) ** 2 + 1e-14), float(f[1] - f[0])
+    f, _, z = stft(x.astype(np.float32), rate, nperseg=n, noverlap=n - hop, boundary=None, padded=False)
+    power = np.abs(z) ** 2       # float32 throughout: a 30-s piece is 3000 frames × 2049 bins, 25 MB
+    del z
+    return 10 * np.log10(power + np.float32(1e-14), out=power), float(f[1] - f[0])
 
 
 def _at_harmonics(logp: np.ndarray, df: float, f0: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray]:
@@ -276,8 +278,7 @@ def pitch_leaks(dx: Reader, me: Reader, rate: int, dx_speech: Iterable[RegionLik
             if end - start >= t["pitch_min_s"]:
                 d = dx.read(a, b - a)
                 cols = _dialogue_channels(d, keep)
-                found = _pitch_leak(d[:, cols].mean(axis=1, dtype=np.float64),
-                                    me.read(a, b - a)[:, cols].mean(axis=1, dtype=np.float64), rate, t)
+                found = _pitch_leak(d[:, cols].mean(axis=1), me.read(a, b - a)[:, cols].mean(axis=1), rate, t)
             if found is not None and found[0] >= t["pitch_contrast_db"]:
                 out.append(PitchLeak(Region(start, end), *found))
             start = end

@@ -665,7 +665,9 @@ def _write_words(reel: Reel, transcript: Transcript) -> Path:
     path = job.out_dir / f"{job.title}_transcript.json"
     write_text_atomic(path, json.dumps(asr.transcript_record(transcript, reel.start), indent=1,
                                        ensure_ascii=False) + "\n")
-    fps = info.video[0].frame_rate if info.video else None
+    # a picture whose rate has no SMPTE timecode (a 120-fps or variable-rate phone clip) is counted as one without
+    # a rate: subtitles on the 24-fps grid, timecodes from the reel's start at its own rate, else at 24
+    fps = starttc.smpte_rate(info.video[0].frame_rate) if info.video else None
     reel.outputs += [path, *wordfiles.write_words(transcript, job.out_dir, job.title, reel.start, fps).values()]
     return path
 

@@ -134,7 +134,8 @@ def check_options(start_tc: str | None, tc_rate: str | None) -> None:
                               f"at --tc-rate {tc_rate}: {exc}") from None
 
 
-def _smpte(fps: Fraction | None) -> Rate | None:
+def smpte_rate(fps: Fraction | None) -> Rate | None:
+    """The timecode rate of a picture's frame rate, None for none or one that has no SMPTE timecode (120 fps)."""
     try:
         return timecode_rate(fps) if fps else None
     except ValueError:
@@ -152,7 +153,7 @@ def reel_start(found: SourceTimecode | None, picture: Fraction | None, path: Pat
     rate = timecode_rate(tc_rate) if tc_rate else None
     if start_tc or found is None:
         own = found.start.rate if found is not None and found.start is not None else None
-        fps = rate or own or _smpte(picture)
+        fps = rate or own or smpte_rate(picture)
         if not start_tc:
             return StartTimecode(Fraction(0), fps) if fps else None
         if fps is None:
@@ -175,7 +176,7 @@ def picture_label(start: StartTimecode | None, picture: Fraction | None) -> str 
     `start`'s own label when it counts at the picture's rate (its drop-frame flag kept), else the label of the
     picture frame holding `start` (--start-tc 10:00:00:00 --tc-rate 25 on a 23.976 picture: 09:59:24:00, the
     same instant). None without a start, a picture or a SMPTE picture rate."""
-    rate = _smpte(picture)
+    rate = smpte_rate(picture)
     if start is None or rate is None:
         return None
     if start.rate is not None and start.rate.fps == rate.fps:

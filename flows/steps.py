@@ -285,9 +285,9 @@ def _start_timecode(job: ReelJob, probed: Probed, row: ReportRow) -> StartTimeco
         log.info("%s: the audio starts %.3f s before the picture; the deliverable's picture is stamped that much "
                  "after --start-tc", job.path, lead)
     elif lead:
-        log.warning("%s: the audio starts %.3f s before the picture, before the clock's midnight; the stems keep "
-                    "it from its first sample and are stamped at %s, so they sit %.3f s late against the picture",
-                    job.path, lead, start.text if start is not None else "0", lead)
+        log.warning("%s: the audio starts %.3f s before the picture, which starts at %s: the clock has no earlier "
+                    "time, so the stems keep the audio from its first sample, are stamped there and sit %.3f s late "
+                    "against the picture", job.path, lead, start.text if start is not None else "0", lead)
     row.start_tc = start.text if start is not None else ""
     return start
 

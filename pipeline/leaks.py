@@ -32,7 +32,7 @@ from .words import Line
 # bundled Whisper base costs about 2.5 CPU s on 2 cores; benchmarks/RESULTS.md, "reelsplit against the demucs CLI").
 SPEECH_IN_ME = {"merge_gap_s": 0.5, "min_s": 0.5, "min_word_p": 0.5, "vad_threshold": 0.3, "asr_budget_s": 30.0,
                 # the pitch finder's (below):
-                "pitch_contrast_db": 2.0, "pitch_gap_s": 1.0, "pitch_min_s": 1.0, "pitch_max_s": 30.0,
+                "pitch_contrast_db": 6.0, "pitch_gap_s": 1.0, "pitch_min_s": 1.0, "pitch_max_s": 30.0,
                 "dominant_db": 6.0, "voiced_db": 6.0, "min_frames": 20.0}
 BED_IN_DX = {"above_lu": -20.0, "min_s": 2.0, "merge_gap_s": 1.0, "guard_s": 0.5}
 QUOTE_WORDS = 12     # words quoted in an event's detail
@@ -174,8 +174,9 @@ def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike
 # count where the DX's harmonics stand `voiced_db` over the bins half-way between them and the DX stands
 # `dominant_db` over the M&E (100 Hz–4 kHz: the voice dominates, so the pitch is the voice's, not that of music
 # the DX carries); per stretch of dialogue (the DX's speech merged across `pitch_gap_s`, in pieces of at most
-# `pitch_max_s`, those from `pitch_min_s`) the M&E's mean harmonic contrast over those frames — its power at
-# k·f0 against the bins half-way between, up to 4 kHz, dB — at or above `pitch_contrast_db` makes an event. Its
+# `pitch_max_s`, those from `pitch_min_s`) the M&E's harmonic contrast over those frames — its power at k·f0
+# against the bins half-way between, up to 4 kHz, dB, averaged with the DX's power at each harmonic as its
+# weight — at or above `pitch_contrast_db` makes an event. Its
 # level: the M&E's excess power at the harmonics against the DX's there, dB (a copy of the line g dB down reads
 # about g: −10.3 dB for −10, −19 for −20 on the dev reels; below about −25 dB the bed's own excess sets it).
 PITCH_WINDOW_S, PITCH_HARMONICS, PITCH_TOP_HZ = 4096 / 48000, 12, 4000.0
@@ -184,8 +185,8 @@ PITCH_CANDIDATES_HZ = np.arange(70.0, 401.0, 2.0)
 
 @dataclass(frozen=True)
 class PitchLeak:
-    """A stretch of dialogue whose voice the M&E carries: the M&E's harmonic contrast at the DX's pitch
-    (`contrast_db`) and the leak's estimated level against the DX (`level_db`)."""
+    """A stretch of dialogue whose voice the M&E carries: the M&E's harmonic contrast at the DX's pitch, weighted
+    by the DX's harmonics (`contrast_db`), and the leak's estimated level against the DX (`level_db`)."""
 
     region: Region
     contrast_db: float
@@ -245,12 +246,14 @@ def _pitch_leak(dx: np.ndarray, me: np.ndarray, rate: int, t: Mapping[str, float
     if voiced.sum() < t["min_frames"]:
         return None
     pd, pm, f0 = pd[:, voiced], pm[:, voiced], f0[voiced]
-    contrast = float(harmonic_contrast(pm, df, f0).mean())
     on, valid = _at_harmonics(pm, df, f0, 0.0)
-    between = (10 ** (_at_harmonics(pm, df, f0, -0.5)[0] / 10) + 10 ** (_at_harmonics(pm, df, f0, 0.5)[0] / 10)) / 2
-    excess = ((10 ** (on / 10) - between) * valid).sum()    # the bed's own part sums to about nothing
-    voice = (10 ** (_at_harmonics(pd, df, f0, 0.0)[0] / 10) * valid).sum()
-    return contrast, float(10 * np.log10(excess / (voice + 1e-20))) if excess > 0 else float("-inf")
+    below, above = _at_harmonics(pm, df, f0, -0.5)[0], _at_harmonics(pm, df, f0, 0.5)[0]
+    voice = 10 ** (_at_harmonics(pd, df, f0, 0.0)[0] / 10) * valid     # the DX's power at each harmonic
+    # the contrast of each harmonic in each frame, weighted by the DX's power there: a leak follows the voice's
+    # spectrum, so it stands out where the voice is strong, and the harmonics the voice barely has add only noise
+    contrast = float(((on - (below + above) / 2) * voice).sum() / max(voice.sum(), 1e-20))
+    excess = ((10 ** (on / 10) - (10 ** (below / 10) + 10 ** (above / 10)) / 2) * valid).sum()   # the bed's ≈ 0
+    return contrast, float(10 * np.log10(excess / (voice.sum() + 1e-20))) if excess > 0 else float("-inf")
 
 
 def _dialogue_channels(dx: np.ndarray, keep: list[int], within_db: float = 10.0) -> list[int]:

@@ -178,7 +178,8 @@ def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike
 # against the bins half-way between, up to 4 kHz, dB, averaged with the DX's power at each harmonic as its
 # weight — at or above `pitch_contrast_db` makes an event. Its
 # level: the M&E's excess power at the harmonics against the DX's there, dB (a copy of the line g dB down reads
-# about g: −10.3 dB for −10, −19 for −20 on the dev reels; below about −25 dB the bed's own excess sets it).
+# about g: −10.0 to −10.6 dB for −10, −18.5 to −20.8 for −20 on the dev reels; at −30 the bed's own fluctuation
+# sets it, −24 to −33).
 PITCH_WINDOW_S, PITCH_HARMONICS, PITCH_TOP_HZ = 4096 / 48000, 12, 4000.0
 PITCH_CANDIDATES_HZ = np.arange(70.0, 401.0, 2.0)
 

@@ -112,20 +112,22 @@ def _heard_text(heard: list, checked_s: float, duration_s: float, budget_s: floa
 
 
 def _with_pitch(regions: list[Region], levels: list[float], pitch: list[PitchLeak]
-                ) -> tuple[list[Region], list[float], list[PitchLeak | None]]:
+                ) -> tuple[list[Region], list[float], list[tuple[PitchLeak | None, float | None]]]:
     """The VAD's candidates (`regions`, `levels`) with the pitch finder's stretches: a stretch takes in the
     candidates it overlaps (its span grows to theirs, its level is the highest of its own and theirs); the
-    candidates no stretch overlaps stay as they are. In time order, each with its stretch or None."""
+    candidates no stretch overlaps stay as they are. In time order, each with (its stretch or None, the loudest
+    level of the VAD's candidates in it or None)."""
     out, used = [], set()
     for p in pitch:
         hits = [i for i, r in enumerate(regions) if r.start_s < p.region.end_s and p.region.start_s < r.end_s]
         used.update(hits)
         span = Region(min([p.region.start_s] + [regions[i].start_s for i in hits]),
                       max([p.region.end_s] + [regions[i].end_s for i in hits]))
-        out.append((span, max([p.level_db] + [levels[i] for i in hits]), p))
-    out += [(r, level, None) for i, (r, level) in enumerate(zip(regions, levels)) if i not in used]
+        vad = max((levels[i] for i in hits), default=None)
+        out.append((span, p.level_db if vad is None else max(p.level_db, vad), (p, vad)))
+    out += [(r, level, (None, level)) for i, (r, level) in enumerate(zip(regions, levels)) if i not in used]
     out.sort(key=lambda item: item[0].start_s)
-    return [r for r, _, _ in out], [level for _, level, _ in out], [p for _, _, p in out]
+    return [r for r, _, _ in out], [level for _, level, _ in out], [found for _, _, found in out]
 
 
 def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike], dx_blocks: np.ndarray,
@@ -150,21 +152,22 @@ def speech_in_me(dx_speech: Iterable[RegionLike], me_speech: Iterable[RegionLike
     if heard_regions:
         words = [w for line in confirm(heard_regions) for w in line.words if w.probability >= t["min_word_p"]]
     events = []
-    for r, level, p in zip(regions, levels, found):
+    for r, level, (p, vad) in zip(regions, levels, found):
         heard = [w for w in words if r.start_s <= (w.start + w.end) / 2 < r.end_s]
         checked_s = sum(max(0.0, min(h.end_s, r.end_s) - max(h.start_s, r.start_s)) for h in heard_regions)
         if p is not None:
             what = (f"the dialogue's voice in the M&E by its pitch (harmonics {p.contrast_db:+.1f} dB over the bed "
                     "between them); " + (f"leak about {p.level_db:+.1f} dB against DX" if math.isfinite(p.level_db)
                                          else "leak level under the bed's"))
-            if level != p.level_db:
-                what += f"; the VAD hears speech in it, M&E {level:+.1f} dB against DX"
+            if vad is not None:
+                what += "; the VAD hears speech in it, " + (f"M&E {vad:+.1f} dB against DX" if math.isfinite(vad)
+                                                            else "M&E level unknown")
         else:
             what = "speech in M&E during dialogue; " + (f"M&E {level:+.1f} dB against DX" if math.isfinite(level)
                                                         else "M&E level unknown")
         events.append(QcEvent("speech_in_me", r.start_s, r.end_s, "ME", "", level if math.isfinite(level) else None,
                               len(heard), f"{what}; {_heard_text(heard, checked_s, r.duration_s, budget)}"))
-    return sorted(events, key=lambda e: e.start_s)
+    return events
 
 
 # The second finder of speech_in_me: the DX's own voice, by its pitch, in the M&E. A leak of the dialogue carries

@@ -294,9 +294,9 @@ def guided_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: fl
 # --detector pitch: the QC's second speech_in_me finder alone (pipeline.leaks.pitch_leaks: the M&E's harmonic
 # contrast at the DX's pitch per stretch of dialogue), at `threshold_db` (its pitch_contrast_db) and `dominant_db`.
 def pitch_events(dx: np.ndarray, me: np.ndarray, threshold_db: float, gap_s: float = 1.0,
-                 dominant_db: float = leaks.SPEECH_IN_ME["dominant_db"]) -> list:
+                 overrides: dict | None = None) -> list:
     found = leaks.pitch_leaks(ArrayReader(dx), ArrayReader(me), RATE, vad.speech_regions(ArrayReader(dx), RATE),
-                              {"pitch_contrast_db": threshold_db, "pitch_gap_s": gap_s, "dominant_db": dominant_db})
+                              {**(overrides or {}), "pitch_contrast_db": threshold_db, "pitch_gap_s": gap_s})
     return [p.region for p in found]
 
 
@@ -371,7 +371,7 @@ def detector_events(args, dx: np.ndarray, me: np.ndarray, recogniser, sep, thres
     if args.detector == "dialogue":
         return dialogue_events(dx, args.gap_s)
     if args.detector == "pitch":
-        return pitch_events(dx, me, threshold, args.gap_s, args.pitch_dominant_db)
+        return pitch_events(dx, me, threshold, args.gap_s, dict(_setting(x) for x in args.pitch_setting))
     return detect(dx, me, recogniser, sep if args.detector == "dfn3" else None, args.me_threshold,
                   scan=args.detector == "asr", highpass_hz=args.me_highpass, with_pitch=args.detector == "vad",
                   pitch_overrides=dict(_setting(x) for x in args.pitch_setting))
@@ -459,9 +459,8 @@ def main(argv=None) -> int:
     p.add_argument("--guided-mode", choices=("bed", "dx", "null"), default="bed")
     p.add_argument("--guided-strong-db", type=float, default=GUIDED_STRONG_DB)
     p.add_argument("--pitch-setting", action="append", default=[], metavar="KEY=VALUE",
-                   help="vad detector: a pitch finder threshold other than the shipped one (e.g. pitch_max_s=5)")
-    p.add_argument("--pitch-dominant-db", type=float, default=leaks.SPEECH_IN_ME["dominant_db"],
-                   help="pitch detector: frames where the DX stands this much over the M&E give the pitch")
+                   help="vad and pitch detectors: a pitch finder threshold other than the shipped one (e.g. "
+                        "pitch_max_s=5, dominant_db=10; the pitch detector's contrast is --lift-db)")
     p.add_argument("--me-highpass", type=float, default=0.0,
                    help="vad detector: high-pass the M&E at this many Hz before its VAD (0: off, as shipped)")
     p.add_argument("--control", action="store_true",

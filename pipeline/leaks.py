@@ -219,11 +219,16 @@ def _at_harmonics(logp: np.ndarray, df: float, f0: np.ndarray, offset: float) ->
     return logp[rows, cols], k * f0[None, :] <= PITCH_TOP_HZ
 
 
+def _comb(logp: np.ndarray, df: float, f0: np.ndarray) -> tuple[np.ndarray, ...]:
+    """logp at k·f0, at (k − ½)·f0 and at (k + ½)·f0 per harmonic and frame, and which harmonics count."""
+    on, valid = _at_harmonics(logp, df, f0, 0.0)
+    return on, _at_harmonics(logp, df, f0, -0.5)[0], _at_harmonics(logp, df, f0, 0.5)[0], valid
+
+
 def harmonic_contrast(logp: np.ndarray, df: float, f0: np.ndarray) -> np.ndarray:
     """Per frame, the mean over harmonics of logp at k·f0 less the mean of logp at (k ± ½)·f0, dB."""
-    on, valid = _at_harmonics(logp, df, f0, 0.0)
-    c = on - (_at_harmonics(logp, df, f0, -0.5)[0] + _at_harmonics(logp, df, f0, 0.5)[0]) / 2
-    return (c * valid).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
+    on, below, above, valid = _comb(logp, df, f0)
+    return ((on - (below + above) / 2) * valid).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
 
 
 def voice_pitch(dx_logp: np.ndarray, me_logp: np.ndarray, df: float, t: Mapping[str, float]
@@ -250,8 +255,7 @@ def _pitch_leak(dx: np.ndarray, me: np.ndarray, rate: int, t: Mapping[str, float
     if voiced.sum() < t["min_frames"]:
         return None
     pd, pm, f0 = pd[:, voiced], pm[:, voiced], f0[voiced]
-    on, valid = _at_harmonics(pm, df, f0, 0.0)
-    below, above = _at_harmonics(pm, df, f0, -0.5)[0], _at_harmonics(pm, df, f0, 0.5)[0]
+    on, below, above, valid = _comb(pm, df, f0)
     voice = 10 ** (_at_harmonics(pd, df, f0, 0.0)[0] / 10) * valid     # the DX's power at each harmonic
     # the contrast of each harmonic in each frame, weighted by the DX's power there: a leak follows the voice's
     # spectrum, so it stands out where the voice is strong, and the harmonics the voice barely has add only noise
